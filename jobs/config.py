@@ -1,0 +1,268 @@
+"""Typed configuration: YAML files validated into pydantic models.
+
+Every error names the file and the dotted key, e.g.
+`conf/local.yaml: bucketize.n_buckets: Input should be greater than or equal to 2`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PARTITION_VALUE_PATTERN = r"^[a-z0-9_-]+$"
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the file and the key."""
+
+
+class Section(BaseModel):
+    # Unknown keys are typos until proven otherwise.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SparkSettings(Section):
+    master: str | None = Field("local[*]", description="null keeps spark-submit's / Databricks' master")
+    app_name: str = "siftlake"
+    conf: dict[str, str] = Field(default_factory=dict)
+    delta: Literal["auto", "native", "delta-rs"] = Field(
+        "auto", description="auto: format('delta') when the session has Delta, else delta-rs commits"
+    )
+    delta_extensions: bool = Field(
+        False, description="add the delta-spark session extensions (needs the jars on the classpath)"
+    )
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+        return value
+
+
+class LakeSettings(Section):
+    root: str = Field("lake", description="folder or URI under which every table lives")
+    artifacts: str = Field("artifacts", description="models, plots and reports")
+
+
+class DemoSettings(Section):
+    corpus_dir: str = "demo_data/corpus"
+    n_docstring_docs: int = Field(1200, ge=0)
+    n_boilerplate_docs: int = Field(250, ge=0)
+    n_near_duplicate_docs: int = Field(250, ge=0)
+    n_junk_docs: int = Field(150, ge=0)
+    n_files: int = Field(4, ge=1)
+    seed: int = 0
+    build_if_missing: bool = True
+
+
+class IngestSettings(Section):
+    paths: list[str] = Field(default_factory=lambda: ["demo_data/corpus/*.jsonl"])
+    format: Literal["jsonl", "parquet", "delta"] = "jsonl"
+    text_column: str = "text"
+    id_column: str | None = None
+    source_column: str | None = Field(None, description="else the input file path is the source")
+    max_doc_bytes: int = Field(1_000_000, ge=1)
+    quarantine_raw_max_chars: int = Field(4096, ge=16)
+
+
+class ScoreSettings(Section):
+    scorers: list[Literal["zstd", "fasttext"]] = Field(default_factory=lambda: ["zstd"])
+    zstd_level: int = Field(3, ge=1, le=22)
+    fasttext_model: str | None = Field(
+        None, description="model.bin path; default: the train_classifier artifact"
+    )
+    fasttext_positive_label: str = "__label__1"
+
+    @field_validator("scorers")
+    @classmethod
+    def _non_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one scorer is required")
+        return value
+
+
+class BucketizeSettings(Section):
+    score_column: str = "zstd_ratio"
+    direction: Literal["lower_is_better", "higher_is_better"] = "lower_is_better"
+    n_buckets: int = Field(10, ge=2, le=100)
+    sample_rows: int = Field(200_000, ge=100, description="rows sampled to place the thresholds")
+    keep_top_fraction: float = Field(0.1, gt=0, le=1, description="character mass flagged selected")
+    source_table: Literal["scores", "mimic_aggregate"] = "scores"
+    seed: int = 0
+
+
+class ModelSpec(Section):
+    model_id: str = Field(pattern=PARTITION_VALUE_PATTERN)
+    path: str
+    benchmark_score: float
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    window: int | None = Field(None, ge=2)
+    stride: int | None = Field(None, ge=1)
+    max_tokens_per_batch: int | None = Field(None, ge=16)
+
+
+class LMLossSettings(Section):
+    models: list[ModelSpec] = Field(default_factory=list)
+    models_manifest: str | None = Field(
+        None, description="YAML list of models (e.g. written by demo_models); merged after `models`"
+    )
+    only_models: list[str] = Field(default_factory=list, description="rerun just these model_ids")
+    sample_fraction: float | None = Field(None, gt=0, le=1)
+    sample_limit: int | None = Field(None, ge=1)
+    window: int | None = Field(None, ge=2, description="tokens per window; default model context")
+    stride: int = Field(512, ge=1)
+    max_tokens_per_batch: int = Field(16384, ge=16)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    seed: int = 0
+
+
+class DemoModelsSettings(Section):
+    out_dir: str = "artifacts/demo_models"
+    k: int = Field(4, ge=2)
+    seed: int = 0
+
+
+class PreSelectSettings(Section):
+    positive_threshold: float = Field(1.0, ge=0, le=1)
+    max_per_class: int = Field(200_000, ge=1)
+    max_collect_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    epoch: int = Field(3, ge=1)
+    lr: float = Field(0.1, gt=0)
+    word_ngrams: int = Field(2, ge=1)
+    dim: int = Field(100, ge=1)
+    min_count: int = Field(1, ge=1)
+    bucket: int = Field(2_000_000, ge=0)
+    thread: int = Field(2, ge=1)
+    holdout_fraction: float = Field(0.1, ge=0, lt=1)
+    model_dir: str = "artifacts/preselect_fasttext"
+    seed: int = 0
+
+
+class ZipSettings(Section):
+    source_table: Literal["curated", "documents"] = "curated"
+    k1: int = Field(10_000, ge=1)
+    k2: int = Field(200, ge=1)
+    k3: int = Field(100, ge=1)
+    backend: Literal["zlib9", "zstd"] = "zlib9"
+    zstd_level: int = Field(3, ge=1, le=22)
+    group_column: str | None = Field("quality_bucket", description="null: hash doc_id into n_groups")
+    n_groups: int = Field(8, ge=1)
+    budget_fraction: float = Field(0.1, gt=0, le=1)
+    budget_unit: Literal["documents", "characters"] = "documents"
+    second_pass: bool = False
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _stage_sizes(self) -> ZipSettings:
+        if not self.k3 <= self.k2 <= self.k1:
+            raise ValueError("need k3 <= k2 <= k1")
+        return self
+
+
+class MixtureSettings(Section):
+    observations: str | None = Field(None, description="CSV or Delta table of bucket,samples_seen,error")
+    compute_budget: float = Field(..., gt=0, description="samples (or tokens) the training run sees")
+    size_unit: Literal["documents", "characters"] = "documents"
+    a: float | None = Field(None, gt=0, description="shared scale; null sweeps it")
+    d: float | None = Field(None, ge=0, description="shared irreducible error; null sweeps it")
+    seed: int = 0
+    demo_steps: int = Field(60, ge=1)
+    demo_docs_per_bucket: int = Field(200, ge=4)
+
+
+class MimicSettings(Section):
+    reference_path: str | None = None
+    checkpoints: dict[str, str] = Field(default_factory=dict, description="name -> checkpoint path")
+    layer: str = Field("lm_head", description="parameter tensor name or 'lm_head' / 'last_mlp'")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    max_length: int = Field(512, ge=2)
+    batch_size: int = Field(16, ge=1)
+    aggregate_method: Literal["uniform", "kmeans", "gmm"] = "uniform"
+    min_votes: float = Field(0.5, ge=0, le=1, description="fraction of checkpoints voting keep")
+    sample_fraction: float | None = Field(None, gt=0, le=1)
+
+
+class PipelineSettings(Section):
+    steps: list[str] = Field(default_factory=lambda: ["demo_corpus", "ingest", "score", "bucketize"])
+
+
+class Config(Section):
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+    demo: DemoSettings = Field(default_factory=DemoSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    score: ScoreSettings = Field(default_factory=ScoreSettings)
+    bucketize: BucketizeSettings = Field(default_factory=BucketizeSettings)
+    demo_models: DemoModelsSettings = Field(default_factory=DemoModelsSettings)
+    lm_loss: LMLossSettings = Field(default_factory=LMLossSettings)
+    preselect: PreSelectSettings = Field(default_factory=PreSelectSettings)
+    zip: ZipSettings = Field(default_factory=ZipSettings)
+    mixture: MixtureSettings = Field(default_factory=lambda: MixtureSettings(compute_budget=1e4))
+    mimic: MimicSettings = Field(default_factory=MimicSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+
+    source: str = Field("<defaults>", exclude=True, description="file the config came from")
+
+
+def _format_errors(source: str, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        lines.append(f"{source}: {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def _apply_override(data: dict[str, Any], assignment: str, source: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"{source}: --set {assignment!r}: expected key=value")
+    key, raw_value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"{source}: --set {assignment!r}: empty key segment")
+    try:
+        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: --set {key}: value is not valid YAML: {exc}") from exc
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: --set {key}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>", overrides=()) -> Config:
+    data = dict(data or {})
+    for assignment in overrides:
+        _apply_override(data, assignment, f"{source} (--set)")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from None
+    cfg.source = source
+    return cfg
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load and validate a YAML config; `None` means built-in defaults (the embedded local setup)."""
+    if path is None:
+        return config_from_dict({}, "<defaults>", overrides)
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    return config_from_dict(data, source, overrides)
