@@ -102,24 +102,35 @@ class Lake:
     # -- reads -----------------------------------------------------------------------------
     def read(self, name: str, partitions: Mapping[str, Iterable[str]] | None = None) -> DataFrame:
         """The table's current version; `partitions` prunes by partition values before reading."""
+        return self.read_path(self.path(name), partitions, label=name)
+
+    def read_path(
+        self, path: str, partitions: Mapping[str, Iterable[str]] | None = None, label: str | None = None
+    ) -> DataFrame:
+        """Any Delta table by location (also input tables outside the lake root)."""
+        label = label or path
+        local = _local_path(path)
+        path = local if local is not None else path
         filters = [(col, "in", list(values)) for col, values in (partitions or {}).items()]
         if self.backend == "native":
-            if not self.exists(name) and self.path(name).startswith("/"):
-                self.table(name)  # raises the clear error
-            df = self.spark.read.format("delta").load(self._spark_uri(self.path(name)))
+            df = self.spark.read.format("delta").load(self._spark_uri(path))
             for col, _, values in filters:
                 df = df.filter(F.col(col).isin(values))
             return df
-        table = self.table(name)
+        try:
+            table = DeltaTable(path)
+        except Exception as exc:
+            raise LakeError(
+                f"table {label!r} not found at {path} (run the job that writes it first)"
+            ) from exc
         arrow_schema = pa.schema(table.schema().to_arrow())
         spark_schema = from_arrow_schema(arrow_schema)
         partition_cols = table.metadata().partition_columns
         files = table.file_uris(partition_filters=filters or None)
         if not files:
             return self.spark.createDataFrame([], spark_schema)
-        df = (
-            self.spark.read.option("basePath", self._spark_uri(self.path(name)))
-            .parquet(*[self._spark_uri(f) for f in files])
+        df = self.spark.read.option("basePath", self._spark_uri(path)).parquet(
+            *[self._spark_uri(f) for f in files]
         )
         # Partition columns come back as strings from folder names; restore the table's types.
         columns = [

@@ -1,0 +1,70 @@
+"""What every job shares: the run report with its count invariant, the lake, the quarantine."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.config import Config
+from jobs.lake import Lake, sanitize_partition_value
+
+log = logging.getLogger("siftlake")
+
+QUARANTINE_TABLE = "quarantine"
+
+
+class InvariantError(RuntimeError):
+    """rows in != rows out + rows quarantined: a job lost or invented rows."""
+
+
+@dataclass
+class JobReport:
+    job: str
+    rows_in: int
+    rows_out: int
+    rows_quarantined: int = 0
+    tables: dict[str, str] = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+    def check_invariant(self) -> JobReport:
+        if self.rows_in != self.rows_out + self.rows_quarantined:
+            raise InvariantError(
+                f"{self.job}: rows in {self.rows_in} != rows out {self.rows_out} + "
+                f"quarantined {self.rows_quarantined}"
+            )
+        return self
+
+    def summary(self) -> str:
+        lines = [
+            f"[{self.job}] rows in {self.rows_in:,} = out {self.rows_out:,} + "
+            f"quarantined {self.rows_quarantined:,}"
+        ]
+        lines += [f"  table {name}: {path}" for name, path in self.tables.items()]
+        lines += [f"  {key}: {value}" for key, value in self.details.items()]
+        return "\n".join(lines)
+
+
+def lake_for(spark: SparkSession, cfg: Config) -> Lake:
+    return Lake(spark, cfg.lake.root, cfg.spark.delta)
+
+
+def write_quarantine(lake: Lake, rows: DataFrame, job: str) -> int:
+    """Replace this job's partition of the shared quarantine table; returns the rows written.
+
+    `rows` needs columns raw, source, reason. Rerunning a job replaces its own quarantine rows.
+    """
+    job_value = sanitize_partition_value(job)
+    table = rows.select(
+        F.col("raw").cast("string").alias("raw"),
+        F.col("source").cast("string").alias("source"),
+        F.col("reason").cast("string").alias("reason"),
+        F.current_timestamp().alias("at"),
+        F.lit(job_value).alias("job"),
+    )
+    result = lake.write(
+        table, QUARANTINE_TABLE, partition_by=["job"], replace_partitions={"job": [job_value]}
+    )
+    return result.rows

@@ -1,0 +1,30 @@
+"""pipeline: the configured chain of jobs, end to end, each idempotent."""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+from jobs.base import JobReport, log
+from jobs.config import Config, ConfigError
+from jobs.registry import JOBS, job_runner
+
+
+def run(spark: SparkSession, cfg: Config) -> JobReport:
+    steps = cfg.pipeline.steps
+    unknown = [s for s in steps if s not in JOBS or s == "pipeline"]
+    if unknown:
+        raise ConfigError(f"{cfg.source}: pipeline.steps: unknown steps {unknown}")
+    reports = []
+    for step in steps:
+        log.info("pipeline: running %s", step)
+        report = job_runner(step)(spark, cfg)
+        print(report.summary(), flush=True)
+        reports.append(report)
+    quarantined = sum(r.rows_quarantined for r in reports)
+    last = reports[-1]
+    rows_in = next((r.rows_in for r in reports if r.rows_in), 0)
+    return JobReport(
+        "pipeline", rows_in, last.rows_out, quarantined,
+        tables={k: v for r in reports for k, v in r.tables.items()},
+        details={"steps": " -> ".join(steps), **(last.details if last else {})},
+    )

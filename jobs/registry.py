@@ -1,0 +1,28 @@
+"""Job names → modules; imported lazily so `siftlake ingest` never imports torch."""
+
+from __future__ import annotations
+
+import importlib
+
+JOBS: dict[str, str] = {
+    "demo_corpus": "jobs.demo_corpus",
+    "ingest": "jobs.ingest",
+    "score": "jobs.score",
+    "bucketize": "jobs.bucketize",
+    "demo_models": "jobs.demo_models",
+    "lm_loss": "jobs.lm_loss",
+    "predictive_strength": "jobs.predictive_strength",
+    "train_classifier": "jobs.train_classifier",
+    "zip_select": "jobs.zip_select",
+    "demo_curves": "jobs.demo_curves",
+    "mixture": "jobs.mixture",
+    "mimic": "jobs.mimic",
+    "mimic_aggregate": "jobs.mimic_aggregate",
+    "pipeline": "jobs.pipeline",
+}
+
+
+def job_runner(name: str):
+    if name not in JOBS:
+        raise KeyError(f"unknown job {name!r}; known: {', '.join(JOBS)}")
+    return importlib.import_module(JOBS[name]).run
