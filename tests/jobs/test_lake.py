@@ -1,0 +1,95 @@
+import os
+
+import pyarrow.parquet as pq
+import pytest
+from deltalake import DeltaTable
+
+from jobs.lake import Lake, LakeError, sanitize_partition_value
+
+
+@pytest.fixture()
+def lake(spark, tmp_path):
+    return Lake(spark, str(tmp_path / "lake"))
+
+
+def frame(spark, rows):
+    return spark.createDataFrame(rows, "id long, text string, model_id string")
+
+
+def test_backend_is_delta_rs_without_jars(lake):
+    assert lake.backend == "delta-rs"
+
+
+def test_create_overwrite_and_history(spark, lake):
+    lake.write(frame(spark, [(i, f"t{i}", "a") for i in range(10)]), "t", partition_by=["model_id"])
+    result = lake.write(frame(spark, [(1, "x", "b")]), "t", partition_by=["model_id"])
+    table = DeltaTable(lake.path("t"))
+    assert table.version() == 1 and result.rows == 1
+    assert [h["operation"] for h in lake.history("t")][-1] == "CREATE OR REPLACE TABLE"
+    assert table.metadata().partition_columns == ["model_id"]
+    assert [r.id for r in lake.read("t").collect()] == [1]
+    old = DeltaTable(lake.path("t"), version=0).to_pyarrow_table()
+    assert old.num_rows == 10  # time travel still sees the first version
+
+
+def test_partition_replace_touches_only_that_partition(spark, lake):
+    rows = [(i, f"t{i}", "a" if i % 2 else "b") for i in range(20)]
+    lake.write(frame(spark, rows), "t", partition_by=["model_id"])
+    lake.write(frame(spark, [(99, "new", "a")]), "t", partition_by=["model_id"],
+               replace_partitions={"model_id": ["a"]})
+    got = {(r.model_id, r.id) for r in lake.read("t").collect()}
+    assert got == {("a", 99)} | {("b", i) for i in range(0, 20, 2)}
+    assert lake.count("t") == 11
+
+
+def test_replace_refuses_rows_outside_named_partitions(spark, lake):
+    lake.write(frame(spark, [(1, "x", "a")]), "t", partition_by=["model_id"])
+    before = sorted(os.listdir(lake.path("t")))
+    with pytest.raises(LakeError, match="outside the partitions"):
+        lake.write(frame(spark, [(2, "y", "b")]), "t", partition_by=["model_id"],
+                   replace_partitions={"model_id": ["a"]})
+    assert sorted(os.listdir(lake.path("t"))) == before
+    assert lake.count("t") == 1
+
+
+def test_partition_pruning_reads_only_matching_files(spark, lake):
+    rows = [(i, "t", m) for i, m in enumerate(["a", "b", "c"] * 5)]
+    lake.write(frame(spark, rows), "t", partition_by=["model_id"])
+    pruned = lake.read("t", partitions={"model_id": ["b"]})
+    files = pruned.inputFiles()
+    assert files and all("model_id=b" in f for f in files)
+    assert {r.model_id for r in pruned.collect()} == {"b"}
+
+
+def test_reads_follow_the_log_not_the_directory(spark, lake):
+    lake.write(frame(spark, [(1, "keep", "a")]), "t", partition_by=["model_id"])
+    stray = os.path.join(lake.path("t"), "model_id=a", "stray.parquet")
+    pq.write_table(frame(spark, [(2, "ghost", "a")]).drop("model_id").toArrow(), stray)
+    assert [r.text for r in lake.read("t").collect()] == ["keep"]
+
+
+def test_schema_types_survive_and_partition_strings_stay_strings(spark, lake):
+    df = spark.createDataFrame([(1, 0.5, "007")], "id long, score double, model_id string")
+    lake.write(df, "t", partition_by=["model_id"])
+    back = lake.read("t")
+    assert dict(back.dtypes) == {"id": "bigint", "score": "double", "model_id": "string"}
+    assert back.first().model_id == "007"
+    stats = DeltaTable(lake.path("t")).get_add_actions(flatten=True)
+    assert stats.column("num_records").to_pylist() == [1]
+
+
+def test_refuses_changing_partitioning_and_bad_values(spark, lake):
+    lake.write(frame(spark, [(1, "x", "a")]), "t", partition_by=["model_id"])
+    with pytest.raises(LakeError, match="partitioned by"):
+        lake.write(frame(spark, [(1, "x", "a")]), "t", partition_by=[])
+    with pytest.raises(LakeError, match="outside"):
+        lake.write(frame(spark, [(1, "x", "Has Space")]), "u", partition_by=["model_id"])
+    assert sanitize_partition_value("Llama-2 7B/chat") == "llama-2_7b_chat"
+
+
+def test_empty_write_and_missing_table(spark, lake):
+    empty = frame(spark, [])
+    lake.write(empty, "e", partition_by=["model_id"])
+    assert lake.read("e").count() == 0 and lake.read("e").columns == ["id", "text", "model_id"]
+    with pytest.raises(LakeError, match="not found"):
+        lake.read("nope")
