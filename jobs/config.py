@@ -154,6 +154,8 @@ class ZipSettings(Section):
     budget_fraction: float = Field(0.1, gt=0, le=1)
     budget_unit: Literal["documents", "characters"] = "documents"
     second_pass: bool = False
+    second_pass_oversample: float = Field(2.0, ge=1, description="first pass keeps this x budget")
+    serialization: Literal["text", "sharegpt"] = "text"
     seed: int = 0
 
     @model_validator(mode="after")

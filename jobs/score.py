@@ -5,6 +5,10 @@ Scorers run as pandas UDFs over the same scan, so adding one costs its kernel, n
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -30,6 +34,33 @@ def fasttext_model_path(cfg: Config) -> str:
     return path
 
 
+def ship_model(spark: SparkSession, path: str) -> str:
+    """Ship a model file to every executor with addFile; returns the name to resolve it by there.
+
+    The name carries a digest of the path and mtime: Spark refuses a second file of the same
+    name, and a retrained model must not be mistaken for the one shipped before it.
+    """
+    local = Path(path)
+    stamp = f"{local.resolve()}:{local.stat().st_mtime_ns}" if local.exists() else path
+    name = f"model-{hashlib.sha1(stamp.encode()).hexdigest()[:12]}{local.suffix or '.bin'}"
+    if not local.exists():  # a cluster URI (s3a://, dbfs:/ ...): Spark fetches it itself
+        spark.sparkContext.addFile(path)
+        return os.path.basename(path)
+    staged = Path(tempfile.gettempdir()) / "siftlake-shipped" / name
+    if not staged.exists():
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(local, staged)
+        except OSError:
+            shutil.copyfile(local, staged)
+    try:
+        spark.sparkContext.addFile(str(staged))
+    except Exception as exc:  # already shipped in this session: same name means same file
+        if "already registered" not in str(exc):
+            raise
+    return name
+
+
 def score_documents(
     spark: SparkSession, docs: DataFrame, settings: ScoreSettings, fasttext_path: str | None = None
 ) -> DataFrame:
@@ -38,7 +69,7 @@ def score_documents(
         if scorer == "zstd":
             udf = make_zstd_ratio_udf(settings.zstd_level)
         else:
-            from udfs.fasttext_score import make_fasttext_udf, ship_model
+            from udfs.fasttext_score import make_fasttext_udf
 
             udf = make_fasttext_udf(ship_model(spark, fasttext_path), settings.fasttext_positive_label)
         columns.append(udf(F.col("text")).alias(SCORE_COLUMNS[scorer]))
