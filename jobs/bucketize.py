@@ -96,7 +96,9 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
         )
     score_cols = [c for c in scores.columns if c not in docs.columns or c == "doc_id"]
     joined = docs.join(scores.select(*score_cols), "doc_id", "left")
-    missing = F.col(settings.score_column).isNull() | F.isnan(settings.score_column)
+    missing = F.col(settings.score_column).isNull()
+    if dict(joined.dtypes)[settings.score_column] in ("double", "float"):
+        missing = missing | F.isnan(settings.score_column)
     scored = joined.filter(~missing)
     curated, info = assign_buckets(scored, settings)
     written = lake.write(curated, CURATED_TABLE, partition_by=["quality_bucket"])

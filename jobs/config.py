@@ -171,21 +171,34 @@ class MixtureSettings(Section):
     size_unit: Literal["documents", "characters"] = "documents"
     a: float | None = Field(None, gt=0, description="shared scale; null sweeps it")
     d: float | None = Field(None, ge=0, description="shared irreducible error; null sweeps it")
+    variant: Literal["effective_utility", "effective_data"] = "effective_utility"
+    b_range: tuple[float, float] = (-0.5, -0.005)
+    tau_range: tuple[float, float] = (1.0, 10.0)
+    on_refusal: Literal["raise", "drop"] = Field(
+        "raise", description="drop: plan without buckets the fit refuses, listing them"
+    )
     seed: int = 0
     demo_steps: int = Field(60, ge=1)
     demo_docs_per_bucket: int = Field(200, ge=4)
+    demo_heldout_per_bucket: int = Field(8, ge=1)
 
 
 class MimicSettings(Section):
     reference_path: str | None = None
     checkpoints: dict[str, str] = Field(default_factory=dict, description="name -> checkpoint path")
     layer: str = Field("lm_head", description="parameter tensor name or 'lm_head' / 'last_mlp'")
+    method: Literal["auto", "closed_form", "vmap"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     max_length: int = Field(512, ge=2)
     batch_size: int = Field(16, ge=1)
-    aggregate_method: Literal["uniform", "kmeans", "gmm"] = "uniform"
-    min_votes: float = Field(0.5, ge=0, le=1, description="fraction of checkpoints voting keep")
-    sample_fraction: float | None = Field(None, gt=0, le=1)
+    sample_fraction: float | None = Field(None, gt=0, le=1, description="documents scored")
+    aggregate_method: Literal["uniform", "two_means", "kmeans", "gmm"] = "uniform"
+    min_votes: float | None = Field(
+        None, ge=0, description="null: strict majority; < 1: fraction of checkpoints; else a count"
+    )
+    temperature: float = Field(1.0, gt=0, description="T of the uniform-weight threshold")
+    threshold_sample_rows: int = Field(200_000, ge=100, description="rows to fit 2-means / GMM")
+    seed: int = 0
 
 
 class PipelineSettings(Section):

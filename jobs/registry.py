@@ -17,7 +17,7 @@ JOBS: dict[str, str] = {
     "demo_curves": "jobs.demo_curves",
     "mixture": "jobs.mixture",
     "mimic": "jobs.mimic",
-    "mimic_aggregate": "jobs.mimic_aggregate",
+    "mimic_aggregate": "jobs.mimic:run_aggregate",
     "pipeline": "jobs.pipeline",
 }
 
@@ -25,4 +25,5 @@ JOBS: dict[str, str] = {
 def job_runner(name: str):
     if name not in JOBS:
         raise KeyError(f"unknown job {name!r}; known: {', '.join(JOBS)}")
-    return importlib.import_module(JOBS[name]).run
+    module, _, function = JOBS[name].partition(":")
+    return getattr(importlib.import_module(module), function or "run")

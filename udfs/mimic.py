@@ -11,7 +11,7 @@ tokens, truncated to `max_length` tokens, and prefixed with the tokenizer's BOS 
 no BOS). The prefix is context only: the loss is the mean over the `max_length` (or fewer) real
 tokens, so the model sees at most `max_length + 1` positions. `max_length=None` uses the model's
 context minus the prefix. Documents are right-padded in batches; causal attention never lets a
-real token see a pad, so no attention mask is passed and pads only need masking in the loss.
+real token see a pad, so the attention mask is all ones and pads are masked in the loss only.
 
 Layers: "lm_head" (the output projection), "last_mlp" (the last 2-D weight registered in the last
 module named `*.mlp`, i.e. GPT-2 `c_proj`, Llama `down_proj`), or any exact parameter name.
@@ -35,6 +35,7 @@ lm_head(last_hidden_state) (checked once per direction; not true for e.g. logit 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -201,7 +202,9 @@ def _dots_closed_form(
     weight = head.weight.detach().float()
     bias = None if getattr(head, "bias", None) is None else head.bias.detach().float()
     with torch.no_grad():
-        hidden = model.base_model(input_ids=ids, use_cache=False).last_hidden_state[:, :-1]
+        hidden = model.base_model(
+            input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False
+        ).last_hidden_state[:, :-1]
     targets = ids[:, 1:]
     vocab, width = weight.shape
     per_doc = hidden.shape[1] * vocab + vocab * width
@@ -213,9 +216,9 @@ def _dots_closed_form(
             delta.scatter_add_(-1, targets[part].unsqueeze(-1), -torch.ones_like(delta[..., :1]))
             doc_mask = mask[part]
             delta *= (doc_mask / doc_mask.sum(dim=1, keepdim=True)).unsqueeze(-1)
-            grads = delta.transpose(1, 2) @ h  # [b, V, H]
-            dots.append((grads * direction.delta).sum(dim=(1, 2)))
-            norms.append(torch.linalg.vector_norm(grads.flatten(1), dim=1))
+            grads = (delta.transpose(1, 2) @ h).flatten(1)  # [b, V·H]
+            dots.append(grads @ direction.delta.flatten())  # a mat-vec: no [b, V, H] temporary
+            norms.append(torch.linalg.vector_norm(grads, dim=1))
     return torch.cat(dots), torch.cat(norms)
 
 
@@ -230,12 +233,17 @@ def _dots_vmap(
     name = direction.layer
     weight = model.get_parameter(name).detach()
 
+    # A constant all-ones mask (built outside vmap, so never a batched tensor) keeps HF's
+    # padding heuristics from inspecting token ids, which vmap cannot branch on.
+    attention_mask = torch.ones((1, ids.shape[1]), dtype=torch.long, device=ids.device)
+
     def doc_loss(w: torch.Tensor, doc_ids: torch.Tensor, doc_mask: torch.Tensor) -> torch.Tensor:
+        inputs = {"input_ids": doc_ids.unsqueeze(0), "attention_mask": attention_mask}
         out = functional_call(
             model,
             {name: w},
             args=(),
-            kwargs={"input_ids": doc_ids.unsqueeze(0), "use_cache": False},
+            kwargs={**inputs, "use_cache": False},
             tie_weights=False,
             strict=False,
         )
@@ -246,11 +254,13 @@ def _dots_vmap(
     dots, norms = [], []
     # Outer no_grad keeps autograd from recording through the model's own parameters;
     # torch.func.grad still differentiates w.r.t. `w`.
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # SDPA has no vmap batching rule on some backends; the per-sample fallback is correct.
+        warnings.filterwarnings("ignore", message=".*batching rule.*", category=UserWarning)
         for part in _sub_batches(ids.shape[0], weight.numel(), memory_elements):
-            grads = per_doc_grad(weight, ids[part], mask[part]).float()
-            dots.append((grads * direction.delta).flatten(1).sum(dim=1))
-            norms.append(torch.linalg.vector_norm(grads.flatten(1), dim=1))
+            grads = per_doc_grad(weight, ids[part], mask[part]).float().flatten(1)
+            dots.append(grads @ direction.delta.flatten())
+            norms.append(torch.linalg.vector_norm(grads, dim=1))
     return torch.cat(dots), torch.cat(norms)
 
 
