@@ -123,6 +123,10 @@ class LMLossSettings(Section):
 class DemoModelsSettings(Section):
     out_dir: str = "artifacts/demo_models"
     k: int = Field(4, ge=2)
+    base_steps: int = Field(60, ge=1, description="training steps of the smallest model")
+    vocab_size: int = Field(1024, ge=260, description="byte-level BPE: 256 bytes + specials + merges")
+    n_positions: int = Field(128, ge=8)
+    max_docs: int = Field(2000, ge=10, description="documents sampled to train on")
     seed: int = 0
 
 
@@ -221,6 +225,36 @@ class Config(Section):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
 
     source: str = Field("<defaults>", exclude=True, description="file the config came from")
+
+
+def declared_models(cfg: Config) -> list[ModelSpec]:
+    """`lm_loss.models` plus the entries of `lm_loss.models_manifest` (a YAML list or {models:})."""
+    specs = list(cfg.lm_loss.models)
+    manifest = cfg.lm_loss.models_manifest
+    if manifest:
+        try:
+            data = yaml.safe_load(Path(manifest).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(
+                f"{cfg.source}: lm_loss.models_manifest: cannot read {manifest} ({exc.strerror}); "
+                "run `siftlake demo_models` or list lm_loss.models"
+            ) from None
+        entries = data.get("models") if isinstance(data, dict) else data
+        if not isinstance(entries, list):
+            raise ConfigError(f"{manifest}: models: expected a list of models")
+        for index, entry in enumerate(entries):
+            try:
+                specs.append(ModelSpec.model_validate(entry))
+            except ValidationError as exc:
+                raise ConfigError(_format_errors(f"{manifest}: models.{index}", exc)) from None
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.model_id in seen:
+            raise ConfigError(f"{cfg.source}: lm_loss.models: model_id {spec.model_id!r} twice")
+        seen.add(spec.model_id)
+    if not specs:
+        raise ConfigError(f"{cfg.source}: lm_loss.models: no models declared")
+    return specs
 
 
 def _format_errors(source: str, error: ValidationError) -> str:

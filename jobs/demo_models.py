@@ -137,9 +137,7 @@ def pack_token_stream(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) 
     """All documents as one token stream, each preceded by BOS (the same prefix scoring uses)."""
     encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     bos = tokenizer.bos_token_id
-    return np.fromiter(
-        (tok for ids in encoded if ids for tok in [bos, *ids]), dtype=np.int64
-    )
+    return np.fromiter((tok for ids in encoded if ids for tok in [bos, *ids]), dtype=np.int64)
 
 
 def train_causal_lm(
@@ -186,12 +184,18 @@ class DemoModelSpec:
     steps: int
 
 
-def default_specs(k: int, base_steps: int = 60) -> list[DemoModelSpec]:
-    """k members growing together in depth, width and steps, so quality rises with the index."""
+def default_specs(k: int, base_steps: int = 50) -> list[DemoModelSpec]:
+    """k members growing in width, depth and steps, so quality rises with the index.
+
+    Sized for the job's budget: k=4 trains in about a minute on 2 CPU cores.
+    """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    # Head size stays 16 while the width grows.
     return [
-        DemoModelSpec(n_layer=i + 1, n_embd=32 * (i + 1), n_head=2 * (i + 1), steps=base_steps * (i + 1))
+        DemoModelSpec(
+            n_layer=1 + (i + 1) // 2, n_embd=32 + 16 * i, n_head=2 + i, steps=base_steps * (i + 1)
+        )
         for i in range(k)
     ]
 
@@ -205,7 +209,9 @@ def split_heldout(texts: Sequence[str], heldout_fraction: float) -> tuple[list[s
         if not isinstance(text, str) or not text:
             continue
         digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).digest()
-        (heldout if int.from_bytes(digest[:8], "big") / 2**64 < heldout_fraction else train).append(text)
+        (heldout if int.from_bytes(digest[:8], "big") / 2**64 < heldout_fraction else train).append(
+            text
+        )
     if not train or not heldout:
         raise ValueError(
             f"need non-empty texts on both sides of the held-out split; got {len(train)} train and "
@@ -229,13 +235,14 @@ def build_demo_models(
     specs: Sequence[DemoModelSpec] | None = None,
     vocab_size: int = 1024,
     n_positions: int = 128,
-    batch_size: int = 16,
+    batch_size: int = 8,
     heldout_fraction: float = 0.1,
     seed: int = 0,
 ) -> list[dict]:
     """Train k models into `out_dir/<model_id>/`, write `out_dir/models.yaml`, return its entries.
 
-    Each entry is {model_id, path, benchmark_score}; benchmark_score = -(held-out bits per byte).
+    Each entry is {model_id, path, benchmark_score, stride}; benchmark_score = -(held-out bits
+    per byte); stride = n_positions // 2, the lm_loss window stride that fits these models.
     `specs` overrides the default growth schedule (its length then replaces k).
     """
     specs = list(specs) if specs is not None else default_specs(k)
@@ -262,7 +269,11 @@ def build_demo_models(
         tokenizer.save_pretrained(model_dir)
         lm = LoadedLM(model, tokenizer, torch.device("cpu"), torch.float32, str(model_dir))
         bpb = heldout_bits_per_byte(lm, heldout, window=n_positions)
-        entries.append({"model_id": model_id, "path": str(model_dir), "benchmark_score": -bpb})
+        # The global lm_loss stride (512 by default) does not fit a 128-token context.
+        stride = max(1, n_positions // 2)
+        entries.append(
+            {"model_id": model_id, "path": str(model_dir), "benchmark_score": -bpb, "stride": stride}
+        )
         print(
             f"{model_id}: {spec} held-out bits/byte {bpb:.4f} "
             f"({time.perf_counter() - started:.1f} s)",
@@ -307,6 +318,69 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     return build_demo_models(
         read_texts(args.texts), args.out, k=args.k, vocab_size=args.vocab_size, seed=args.seed
+    )
+
+
+
+MIMIC_RUN_DIR = "mimic-run"
+
+
+def save_training_checkpoints(
+    tokenizer: PreTrainedTokenizerFast,
+    stream: np.ndarray,
+    out_dir: Path,
+    *,
+    spec: DemoModelSpec,
+    n_positions: int,
+    seed: int = 0,
+) -> dict[str, str]:
+    """One training run saved at a third (`early`), two thirds (`middle`) and the end (`final`):
+    Grad-Mimic's θ_t and θ_ref must share an architecture, which the growing family does not."""
+    model = init_causal_lm(tokenizer, n_layer=spec.n_layer, n_embd=spec.n_embd,
+                           n_head=spec.n_head, n_positions=n_positions, seed=seed)
+    saved: dict[str, str] = {}
+    done = 0
+    stops = [("early", spec.steps // 3), ("middle", 2 * spec.steps // 3), ("final", spec.steps)]
+    for name, until in stops:
+        train_causal_lm(model, stream, steps=max(until - done, 1), seed=seed + until)
+        done = until
+        path = out_dir / name
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        saved[name] = str(path)
+    return saved
+
+
+def run(spark, cfg):
+    """Train the demo family on a hash sample of `documents`; write models.yaml for lm_loss."""
+    from pyspark.sql import functions as F
+
+    from jobs.base import JobReport, lake_for
+
+    settings = cfg.demo_models
+    docs = lake_for(spark, cfg).read("documents")
+    total = docs.count()
+    fraction = min(1.0, 2.0 * settings.max_docs / max(total, 1))
+    texts = [
+        r.text for r in docs.where(F.rand(settings.seed) < fraction)
+        .orderBy(F.xxhash64("doc_id")).limit(settings.max_docs).select("text").collect()
+    ]
+    entries = build_demo_models(
+        texts, settings.out_dir, k=settings.k, specs=default_specs(settings.k, settings.base_steps),
+        vocab_size=settings.vocab_size, n_positions=settings.n_positions, seed=settings.seed,
+    )
+    root = Path(settings.out_dir).resolve()
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(root / "tokenizer"))
+    checkpoints = save_training_checkpoints(
+        tokenizer, pack_token_stream(tokenizer, texts), root / MIMIC_RUN_DIR,
+        spec=DemoModelSpec(n_layer=1, n_embd=32, n_head=2, steps=3 * settings.base_steps // 2),
+        n_positions=settings.n_positions, seed=settings.seed,
+    )
+    return JobReport(
+        "demo_models", len(texts), len(texts),
+        tables={"models.yaml": str(root / "models.yaml")},
+        details={e["model_id"]: f"benchmark {e['benchmark_score']:.4f}" for e in entries}
+        | {"mimic checkpoints": ", ".join(checkpoints)},
     )
 
 

@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlparse
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def resolve_model_path(path: str) -> Path:
 
 
 def parse_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """"auto" means bf16 on CUDA devices that support it and fp32 everywhere else."""
+    """ "auto" means bf16 on CUDA devices that support it and fp32 everywhere else."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
@@ -96,13 +97,20 @@ def load_causal_lm(
         )
     except Exception as exc:  # the library's own messages rarely name the directory
         raise ValueError(f"cannot load the tokenizer from {model_dir}: {exc}") from exc
-    model = AutoModelForCausalLM.from_pretrained(
-        str(model_dir),
-        dtype=torch_dtype,
-        use_safetensors=True,
-        local_files_only=True,
-        trust_remote_code=False,
-    )
+    # Progress bars would print into every executor's log on every load.
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(model_dir),
+            dtype=torch_dtype,
+            use_safetensors=True,
+            local_files_only=True,
+            trust_remote_code=False,
+        )
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
     check_tokenizer_matches_model(tokenizer, model, str(model_dir))
     model.to(target).eval()
     return LoadedLM(model, tokenizer, target, torch_dtype, str(model_dir))
