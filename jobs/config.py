@@ -193,7 +193,7 @@ class MimicSettings(Section):
     layer: str = Field("lm_head", description="parameter tensor name or 'lm_head' / 'last_mlp'")
     method: Literal["auto", "closed_form", "vmap"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    max_length: int = Field(512, ge=2)
+    max_length: int | None = Field(None, ge=1, description="scored tokens; null: context - 1")
     batch_size: int = Field(16, ge=1)
     sample_fraction: float | None = Field(None, gt=0, le=1, description="documents scored")
     aggregate_method: Literal["uniform", "two_means", "kmeans", "gmm"] = "uniform"

@@ -17,6 +17,8 @@ a UDF's closure globals by value, which would hand every task a fresh, empty cac
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 from collections.abc import Iterable
@@ -86,7 +88,9 @@ def load_fasttext_model(model_ref: str) -> _FastText:
     import fasttext
 
     try:
-        model = fasttext.load_model(path)
+        # fastText prints a deprecation notice on every load; one per worker per model is noise.
+        with contextlib.redirect_stderr(io.StringIO()):
+            model = fasttext.load_model(path)
     except ValueError as exc:  # fastText's message lacks the path
         raise ValueError(f"fastText model {path!r} could not be loaded: {exc}") from exc
     _MODELS[path] = (identity, model)

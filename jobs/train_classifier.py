@@ -1,0 +1,46 @@
+"""train_classifier: PreSelect's fastText classifier from `predictive_strength` + `documents`.
+
+Positives are documents with PS >= `preselect.positive_threshold` (1.0: every model pair ordered
+like the benchmarks), negatives the lowest-PS documents, balanced and capped; the sample is
+collected to the driver within `preselect.max_collect_bytes` and trained with the recipe's
+settings. Writes `<preselect.model_dir>/model.bin` and `metadata.json`.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+from jobs.base import JobReport, lake_for
+from jobs.config import Config
+from jobs.fasttext_train import train_classifier
+from jobs.predictive_strength import PREDICTIVE_STRENGTH_TABLE, select_training_sample
+
+JOB = "train_classifier"
+
+
+def run(spark: SparkSession, cfg: Config) -> JobReport:
+    settings = cfg.preselect
+    lake = lake_for(spark, cfg)
+    ps = lake.read(PREDICTIVE_STRENGTH_TABLE)
+    docs = lake.read("documents")
+    sample = select_training_sample(
+        ps, docs, positive_threshold=settings.positive_threshold,
+        max_per_class=settings.max_per_class, max_collect_bytes=settings.max_collect_bytes,
+        seed=settings.seed, positive_label=cfg.score.fasttext_positive_label,
+    )
+    metadata = train_classifier(
+        sample[["text", "label"]], out_dir=settings.model_dir, epoch=settings.epoch, lr=settings.lr,
+        word_ngrams=settings.word_ngrams, dim=settings.dim, min_count=settings.min_count,
+        bucket=settings.bucket, thread=settings.thread, holdout_fraction=settings.holdout_fraction,
+        seed=settings.seed, positive_label=cfg.score.fasttext_positive_label,
+    )
+    holdout = metadata.get("holdout", {})
+    return JobReport(
+        JOB, len(sample), len(sample),
+        tables={"model": f"{settings.model_dir}/model.bin"},
+        details={
+            "per_class": int((sample["label"] == cfg.score.fasttext_positive_label).sum()),
+            "holdout_accuracy": holdout.get("accuracy"),
+            "holdout_auc": holdout.get("auc"),
+        },
+    )

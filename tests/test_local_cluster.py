@@ -1,0 +1,75 @@
+"""The whole chain on local-cluster[2,1,1024], checked from outside through the Delta tables."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+
+SCRIPT = Path(__file__).with_name("cluster_chain.py")
+
+
+def table(work, name):
+    return DeltaTable(str(work / "lake" / name)).to_pyarrow_table()
+
+
+def test_full_chain_on_local_cluster(tmp_path):
+    result_file = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path), str(result_file)],
+        capture_output=True, text=True, timeout=1500,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-6000:]
+    result = json.loads(result_file.read_text())
+
+    # Two executor JVMs, and the Python workers hang off them, not off the driver.
+    assert result["executors"] == 2
+    jvms = result["worker_jvms"]
+    assert len({j.split(":")[0] for j in jvms}) == 2, jvms
+    assert all("CoarseGrainedExecutorBackend" in j for j in jvms), jvms
+
+    reports = result["reports"]
+    for name, report in reports.items():
+        if name in ("ingest", "score", "bucketize", "lm_loss", "mimic", "mimic_aggregate",
+                    "predictive_strength"):
+            assert report["rows_in"] == report["rows_out"] + report["rows_quarantined"], name
+    documents = table(tmp_path, "documents")
+    n_docs = documents.num_rows
+    assert reports["ingest"]["rows_quarantined"] == 9 and n_docs == 240
+
+    losses = table(tmp_path, "model_losses")
+    assert set(losses.column("model_id").to_pylist()) == {"demo-1", "demo-2", "demo-3"}
+    assert losses.num_rows == 3 * n_docs
+    assert pc.min(losses.column("bpc")).as_py() > 0
+
+    ps = table(tmp_path, "predictive_strength")
+    values = ps.column("ps").to_pylist()
+    assert ps.num_rows == n_docs and all(0 <= v <= 1 for v in values)
+    assert set(ps.column("n_models").to_pylist()) == {3}
+
+    scores = table(tmp_path, "scores")
+    fasttext = scores.column("fasttext_score").to_pylist()
+    assert scores.num_rows == n_docs and all(0 <= v <= 1 for v in fasttext)
+    assert json.loads((tmp_path / "fasttext" / "metadata.json").read_text())["holdout"]
+
+    curated = DeltaTable(str(tmp_path / "lake" / "curated"))
+    assert curated.metadata().partition_columns == ["quality_bucket"]
+    assert set(curated.to_pyarrow_table().column("quality_bucket").to_pylist()) == {
+        "q00", "q01", "q02", "q03"}
+
+    selection = table(tmp_path, "zip_selection")
+    assert 0 < selection.num_rows <= n_docs
+
+    plan = table(tmp_path, "mixture_plan").to_pandas()
+    mixture = table(tmp_path, "mixture").to_pandas()
+    chosen = set(plan.loc[plan["selected"], "quality_bucket"])
+    assert chosen and set(mixture["quality_bucket"]) == chosen
+    assert (tmp_path / "artifacts" / "mixture" / "error_vs_compute.png").stat().st_size > 0
+
+    mimic = table(tmp_path, "mimic_scores")
+    assert set(mimic.column("checkpoint").to_pylist()) == {"early", "middle"}
+    assert mimic.num_rows == 2 * n_docs
+    aggregate = table(tmp_path, "mimic_aggregate")
+    assert aggregate.num_rows == n_docs
