@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -86,6 +87,16 @@ def _owning_jvm() -> str:
     return "none"
 
 
+def registered_executors(spark, expected: int, timeout_s: float = 120.0) -> int:
+    """Executors register a few seconds after the session starts; wait for them."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        count = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1  # minus driver
+        if count >= expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.5)
+
+
 def worker_jvms(spark) -> list[str]:
     def owners(batches):
         for _ in batches:
@@ -100,7 +111,7 @@ def main(work: Path, result_path: Path) -> None:
     spark = build_session(cfg.spark.master, "siftlake-local-cluster", cfg.spark.conf)
     result: dict = {"driver_pid": os.getpid(), "reports": {}}
     try:
-        result["executors"] = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1
+        result["executors"] = registered_executors(spark, expected=2)
         result["worker_jvms"] = worker_jvms(spark)
         for step in STEPS:
             if step == "mixture":
