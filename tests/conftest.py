@@ -18,3 +18,20 @@ def spark():
     )
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny models run faster on one torch thread, and leave the other core to Spark."""
+    from tests.lm_fixtures import one_torch_thread
+
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> str:
+    """A tiny trained GPT-2 saved with save_pretrained, shared by the LM test modules."""
+    from tests.lm_fixtures import tiny_lm_dir
+
+    return tiny_lm_dir(tmp_path_factory, "gpt2")

@@ -16,14 +16,10 @@ from jobs.demo_models import (
     init_causal_lm,
     train_tokenizer,
 )
-from tests.lm_fixtures import one_torch_thread, reference_nll, synthetic_texts
+from tests.lm_fixtures import reference_nll, synthetic_texts
 from udfs.lm_models import load_causal_lm
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,23 +12,13 @@ from jobs.lm_loss import (
 )
 from tests.lm_fixtures import (
     TINY_CONTEXT,
-    one_torch_thread,
     reference_nll,
     synthetic_texts,
-    tiny_lm_dir,
 )
 from udfs.lm_models import load_causal_lm
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> str:
-    return tiny_lm_dir(tmp_path_factory, "gpt2")
 
 
 def test_model_losses_rows_match_the_per_document_reference(spark, model_dir):

@@ -14,7 +14,6 @@ from tokenizers import processors
 
 from tests.lm_fixtures import (
     TINY_CONTEXT,
-    one_torch_thread,
     reference_bits_per_byte,
     reference_nll,
     reference_windows,
@@ -24,11 +23,7 @@ from tests.lm_fixtures import (
 from udfs.lm_loss import _supports_logits_to_keep, make_lm_loss_udf, plan_windows, score_texts
 from udfs.lm_models import LoadedLM, load_causal_lm
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

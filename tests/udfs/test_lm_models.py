@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.lm_fixtures import one_torch_thread, synthetic_texts, tiny_lm_dir
+from tests.lm_fixtures import synthetic_texts
 from udfs import lm_models
 from udfs.lm_models import (
     clear_lm_cache,
@@ -18,16 +18,8 @@ from udfs.lm_models import (
     task_device,
 )
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> str:
-    return tiny_lm_dir(tmp_path_factory, "gpt2")
 
 
 def test_loads_weights_tokenizer_and_eval_mode_on_cpu(model_dir):
