@@ -14,6 +14,7 @@ current file list, never a directory glob, so removed files never come back.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import uuid
@@ -310,6 +311,8 @@ def _file_stats(fs, path: str) -> str:
             if st.has_min_max and column.physical_type in ("INT32", "INT64", "DOUBLE", "FLOAT"):
                 if column.logical_type.type not in ("NONE", "INT"):
                     continue
+                if not (math.isfinite(st.min) and math.isfinite(st.max)):
+                    continue  # NaN / inf are not valid JSON in the Delta log
                 lo = st.min if lo is None else min(lo, st.min)
                 hi = st.max if hi is None else max(hi, st.max)
         if not complete:

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -93,3 +94,11 @@ def test_empty_write_and_missing_table(spark, lake):
     assert lake.read("e").count() == 0 and lake.read("e").columns == ["id", "text", "model_id"]
     with pytest.raises(LakeError, match="not found"):
         lake.read("nope")
+
+
+def test_file_stats_stay_strict_json_with_nan_and_inf(spark, lake):
+    df = spark.createDataFrame([(1, float("nan")), (2, 1.5), (3, float("inf"))], "id long, x double")
+    lake.write(df, "f")
+    log = "".join(p.read_text() for p in (Path(lake.path("f")) / "_delta_log").glob("*.json"))
+    assert "NaN" not in log and "Infinity" not in log
+    assert lake.count("f") == 3
