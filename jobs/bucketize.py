@@ -68,10 +68,10 @@ def assign_buckets(scored: DataFrame, settings: BucketizeSettings) -> tuple[Data
     higher = settings.direction == "higher_is_better"
     sample = sample_for_thresholds(scored, score, settings.sample_rows, settings.seed)
     fractions = [k / settings.n_buckets for k in range(1, settings.n_buckets)]
-    thresholds = mass_thresholds(sample[score].to_numpy(), sample["n_chars"].to_numpy(),
-                                 fractions, higher)
-    keep = mass_thresholds(sample[score].to_numpy(), sample["n_chars"].to_numpy(),
-                           [settings.keep_top_fraction], higher)[0]
+    *thresholds, keep = mass_thresholds(
+        sample[score].to_numpy(), sample["n_chars"].to_numpy(),
+        fractions + [settings.keep_top_fraction], higher,
+    )
     selected = (F.col(score) >= keep) if higher else (F.col(score) <= keep)
     curated = scored.withColumn("selected", selected).withColumn(
         "quality_bucket", bucket_expression(score, thresholds, higher)

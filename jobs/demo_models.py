@@ -353,18 +353,13 @@ def save_training_checkpoints(
 
 def run(spark, cfg):
     """Train the demo family on a hash sample of `documents`; write models.yaml for lm_loss."""
-    from pyspark.sql import functions as F
-
     from jobs.base import JobReport, lake_for
+    from jobs.lm_loss import sample_documents
 
     settings = cfg.demo_models
-    docs = lake_for(spark, cfg).read("documents")
-    total = docs.count()
-    fraction = min(1.0, 2.0 * settings.max_docs / max(total, 1))
-    texts = [
-        r.text for r in docs.where(F.rand(settings.seed) < fraction)
-        .orderBy(F.xxhash64("doc_id")).limit(settings.max_docs).select("text").collect()
-    ]
+    docs = lake_for(spark, cfg).read("documents").select("doc_id", "text")
+    sample = sample_documents(docs, limit=settings.max_docs, seed=settings.seed)
+    texts = [r.text for r in sample.collect()]
     entries = build_demo_models(
         texts, settings.out_dir, k=settings.k, specs=default_specs(settings.k, settings.base_steps),
         vocab_size=settings.vocab_size, n_positions=settings.n_positions, seed=settings.seed,

@@ -8,6 +8,7 @@ the copies are quarantined as duplicates: joins on doc_id stay one-to-one).
 from __future__ import annotations
 
 import glob
+import os
 from urllib.parse import urlparse
 
 from pyspark import StorageLevel
@@ -33,7 +34,7 @@ def expand_paths(patterns: list[str], source: str = "config") -> list[str]:
             continue
         local = urlparse(pattern).path if pattern.startswith("file:") else pattern
         matches = sorted(glob.glob(local)) if glob.has_magic(local) else [local]
-        matches = [m for m in matches if glob.os.path.exists(m)]
+        matches = [m for m in matches if os.path.exists(m)]
         if not matches:
             raise ConfigError(f"{source}: ingest.paths: nothing matches {pattern!r}")
         paths.extend(matches)
