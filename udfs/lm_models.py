@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlparse
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.activations import ACT2FN, NewGELUActivation
 from transformers.utils import logging as hf_logging
 
 logger = logging.getLogger(__name__)
@@ -112,8 +113,25 @@ def load_causal_lm(
         if bars_were_on:
             hf_logging.enable_progress_bar()
     check_tokenizer_matches_model(tokenizer, model, str(model_dir))
+    fuse_tanh_gelu(model)
     model.to(target).eval()
     return LoadedLM(model, tokenizer, target, torch_dtype, str(model_dir))
+
+
+def fuse_tanh_gelu(model: torch.nn.Module) -> int:
+    """Swap transformers' `gelu_new` (GPT-2, GPT-J, ...) for torch's fused tanh GELU, in place.
+
+    Both compute 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))); `gelu_new` runs it as ~8 separate
+    elementwise kernels, which took ~40% of a small GPT-2's CPU time. Outputs agree to float
+    rounding (~1e-7 relative). Returns how many modules were swapped.
+    """
+    swapped = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, NewGELUActivation):
+                setattr(parent, name, ACT2FN["gelu_pytorch_tanh"])
+                swapped += 1
+    return swapped
 
 
 def _check_model_dir(model_dir: Path) -> None:

@@ -162,3 +162,17 @@ def test_auto_dtype_is_bf16_on_a_capable_gpu(model_dir):
     lm = load_causal_lm(model_dir, device="cuda:0")
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     assert lm.dtype == expected and next(lm.model.parameters()).device.type == "cuda"
+
+
+def test_fused_tanh_gelu_replaces_gelu_new_without_changing_logits(model_dir):
+    from transformers import AutoModelForCausalLM
+    from transformers.activations import NewGELUActivation
+
+    plain = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True).eval()
+    assert plain.config.activation_function == "gelu_new"
+    lm = load_causal_lm(model_dir, device="cpu")
+    assert not any(isinstance(m, NewGELUActivation) for m in lm.model.modules())
+    ids = torch.tensor([[lm.tokenizer.bos_token_id, *range(5, 60)]])
+    with torch.no_grad():
+        expected, got = plain(ids).logits, lm.model(ids).logits
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5)
