@@ -40,6 +40,7 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
 from udfs.lm_models import LoadedLM, get_cached_lm, resolve_model_path
+from udfs.oom import run_halving_on_oom
 
 LN2 = math.log(2.0)
 DEFAULT_MAX_TOKENS_PER_BATCH = 16384
@@ -164,7 +165,13 @@ def score_texts(
     keep_suffix = _supports_logits_to_keep(lm.model)
     with torch.inference_mode():
         for batch in pack_windows(windows, max_tokens_per_batch):
-            _score_batch(batch, sequences, lm, prefix_id, stride, keep_suffix, total_nll)
+            run_halving_on_oom(
+                batch,
+                lambda rows: _score_batch(
+                    rows, sequences, lm, prefix_id, stride, keep_suffix, total_nll
+                ),
+                advice="lower the window (context) or use a larger GPU",
+            )
 
     ok = np.array([e is None for e in errors], dtype=bool)
     nll = np.where(ok, total_nll, np.nan)

@@ -46,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
+from udfs.oom import run_halving_on_oom
+
 HEAD_LAYER = "lm_head"
 LAST_MLP_LAYER = "last_mlp"
 METHODS = ("auto", "closed_form", "vmap")
@@ -321,13 +323,20 @@ def score_texts(
     cosines = np.full(len(texts), np.nan)
     # Longest first, so each batch holds similar lengths and padding stays small.
     order = sorted((i for i, doc in enumerate(ids) if doc), key=lambda i: -len(ids[i]))
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+
+    def score_rows(rows: Sequence[int]) -> None:
         batch_scores, batch_cos = mimic_scores_for_token_ids(
             model, [ids[i] for i in rows], direction, method=method
         )
         scores[rows] = batch_scores
         cosines[rows] = batch_cos
+
+    for start in range(0, len(order), batch_size):
+        run_halving_on_oom(
+            order[start : start + batch_size],
+            score_rows,
+            advice="lower max_length or use a larger GPU",
+        )
     return pd.DataFrame(
         {
             "score": pd.array(np.where(np.isnan(scores), None, scores), dtype="Float64"),
