@@ -158,4 +158,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from bench.same_env import rerun_with_worker_env
+
+    rerun_with_worker_env()
     main()

@@ -280,5 +280,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from bench.same_env import rerun_with_worker_env
+
+    rerun_with_worker_env()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main()

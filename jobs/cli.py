@@ -35,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.session import build_session
 
     spark = build_session(
-        cfg.spark.master, cfg.spark.app_name, cfg.spark.conf, cfg.spark.delta_extensions
+        cfg.spark.master,
+        cfg.spark.app_name,
+        cfg.spark.conf,
+        cfg.spark.delta_extensions,
+        cfg.spark.preload_fasttext,
     )
     try:
         report = job_runner(args.job)(spark, cfg)

@@ -34,6 +34,11 @@ class SparkSettings(Section):
     delta_extensions: bool = Field(
         False, description="add the delta-spark session extensions (needs the jars on the classpath)"
     )
+    preload_fasttext: list[str] = Field(
+        default_factory=list,
+        description="fastText .bin files each executor's Python daemon loads once before forking "
+        "workers, so they share one copy; readable on executors at session start",
+    )
 
     @field_validator("conf", mode="before")
     @classmethod

@@ -61,6 +61,16 @@ def ship_model(spark: SparkSession, path: str) -> str:
     return name
 
 
+def fasttext_model_ref(spark: SparkSession, path: str) -> str:
+    """The reference the UDF resolves on executors: the path itself when the executors' daemon
+    preloaded it (its workers find it in their cache), else the name of a shipped copy."""
+    from udfs.preload_daemon import PRELOAD_ENV
+
+    preloaded = (spark.sparkContext.environment.get(PRELOAD_ENV) or "").split(os.pathsep)
+    absolute = os.path.abspath(path) if "://" not in path else path
+    return absolute if absolute in preloaded else ship_model(spark, path)
+
+
 def score_documents(
     spark: SparkSession, docs: DataFrame, settings: ScoreSettings, fasttext_path: str | None = None
 ) -> DataFrame:
@@ -71,7 +81,9 @@ def score_documents(
         else:
             from udfs.fasttext_score import make_fasttext_udf
 
-            udf = make_fasttext_udf(ship_model(spark, fasttext_path), settings.fasttext_positive_label)
+            udf = make_fasttext_udf(
+                fasttext_model_ref(spark, fasttext_path), settings.fasttext_positive_label
+            )
         columns.append(udf(F.col("text")).alias(SCORE_COLUMNS[scorer]))
     return docs.select(*columns)
 

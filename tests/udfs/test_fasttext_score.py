@@ -9,6 +9,7 @@ import uuid
 import fasttext
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
@@ -18,6 +19,7 @@ from udfs.fasttext_score import (
     model_load_count,
     preprocess_for_fasttext,
     resolve_model_path,
+    score_arrow,
     score_texts,
 )
 
@@ -72,6 +74,21 @@ def test_scores_equal_direct_fasttext_predict(model_path, sample_texts):
     assert ((scores >= 0.0) & (scores <= 1.0)).all()
     # Both classes occur, so the positive label is often not the top label.
     assert (scores < 0.5).sum() > 20 and (scores > 0.5).sum() > 20
+
+
+def test_arrow_kernel_equals_direct_predict_with_nulls_slices_and_large_strings(
+    model_path, sample_texts
+):
+    model = fasttext.load_model(model_path)
+    texts = [*sample_texts, None]
+    expected = [direct_probability(model, t) if t is not None else None for t in texts]
+    for array in (pa.array(texts, pa.string()), pa.array(texts, pa.large_string())):
+        assert score_arrow(array, model).to_pylist() == expected
+    assert score_arrow(pa.array(texts).slice(290), model).to_pylist() == expected[290:]
+    chunked = pa.chunked_array([pa.array(texts[:7]), pa.array(texts[7:])])
+    assert score_arrow(chunked, model).to_pylist() == expected
+    with pytest.raises(TypeError, match="string column"):
+        score_arrow(pa.array([b"river"]), model)
 
 
 def test_scores_the_other_label_as_its_complement(model_path, sample_texts):
@@ -171,20 +188,20 @@ def test_udf_with_shipped_file_and_with_a_path(spark, model_path, sample_texts):
 
 
 def test_udf_loads_the_model_once_per_python_worker(spark, model_path):
-    from pyspark.sql.functions import pandas_udf
+    from pyspark.sql.functions import arrow_udf
 
     name = os.path.basename(model_path)
     spark.sparkContext.addFile(model_path)
     previous = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "25")
 
-    @pandas_udf("string")
-    def loads_in_this_worker(scores: pd.Series) -> pd.Series:
-        return pd.Series([f"{os.getpid()}:{model_load_count(name)}"] * len(scores))
+    @arrow_udf("string")
+    def loads_in_this_worker(scores: pa.Array) -> pa.Array:
+        return pa.array([f"{os.getpid()}:{model_load_count(name)}"] * len(scores))
 
     try:
         frame = spark.range(2000).selectExpr("cast(id as string) as text").repartition(8)
-        # Nested pandas UDFs run chained in one Python worker, so the count is the scorer's.
+        # Nested Arrow UDFs run chained in one Python worker, so the count is the scorer's.
         loads = loads_in_this_worker(make_fasttext_udf(name)("text"))
         report = frame.select(loads.alias("loads")).distinct().collect()
     finally:
