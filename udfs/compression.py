@@ -15,6 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import zstandard
 
+from udfs.batch_udf import arrow_or_pandas_udf
+
 _local = threading.local()
 _OFFSET_TYPES = {
     pa.string(): np.int32,
@@ -81,20 +83,9 @@ def zstd_ratios(texts: pd.Series, level: int = 3) -> pd.Series:
 
 
 def make_zstd_ratio_udf(level: int = 3):
-    """`text -> double` column function: an Arrow UDF where PySpark has them (4.1+), else pandas."""
-    try:
-        from pyspark.sql.functions import arrow_udf
-    except ImportError:
-        from pyspark.sql.functions import pandas_udf
-
-        @pandas_udf("double")
-        def zstd_ratio_pandas(texts: pd.Series) -> pd.Series:
-            return zstd_ratios(texts, level)
-
-        return zstd_ratio_pandas
-
-    @arrow_udf("double")
-    def zstd_ratio(texts: pa.Array) -> pa.Array:
-        return zstd_ratios_arrow(texts, level)
-
-    return zstd_ratio
+    """`text -> double` column function (an Arrow UDF where PySpark has them)."""
+    return arrow_or_pandas_udf(
+        "double",
+        lambda texts: zstd_ratios_arrow(texts, level),
+        lambda texts: zstd_ratios(texts, level),
+    )

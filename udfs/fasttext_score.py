@@ -29,6 +29,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from udfs.batch_udf import arrow_or_pandas_udf
+
 if TYPE_CHECKING:
     from fasttext.FastText import _FastText
 
@@ -188,24 +190,14 @@ def make_fasttext_udf(model_ref: str, positive_label: str = DEFAULT_POSITIVE_LAB
     `model_ref` is a file name shipped with `spark.sparkContext.addFile(path)` (pass
     `os.path.basename(path)`) or a path readable on every executor. Each Python worker loads
     the model once and scores a whole Arrow batch per call: an Arrow UDF where PySpark has them
-    (4.1+; no pandas conversion, ~25% faster here), a pandas UDF otherwise.
+    (4.1+; no pandas conversion), a pandas UDF otherwise.
     """
     if not model_ref:
         raise ValueError("fastText model reference is empty")
-    try:
-        from pyspark.sql.functions import arrow_udf
-    except ImportError:
-        from pyspark.sql.functions import pandas_udf
-
-        @pandas_udf("double")
-        def fasttext_score_pandas(texts: pd.Series) -> pd.Series:
-            model = load_fasttext_model(model_ref)
-            return pd.Series(score_texts(texts, model, positive_label), index=texts.index)
-
-        return fasttext_score_pandas
-
-    @arrow_udf("double")
-    def fasttext_score(texts: pa.Array) -> pa.Array:
-        return score_arrow(texts, load_fasttext_model(model_ref), positive_label)
-
-    return fasttext_score
+    return arrow_or_pandas_udf(
+        "double",
+        lambda texts: score_arrow(texts, load_fasttext_model(model_ref), positive_label),
+        lambda texts: pd.Series(
+            score_texts(texts, load_fasttext_model(model_ref), positive_label), index=texts.index
+        ),
+    )
