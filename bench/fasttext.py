@@ -3,8 +3,8 @@
 Peers, on the same documents and the same model, measured in interleaved rounds (best of each):
   raw        the UDF's own kernel (`score_arrow`: newline replacement in Arrow, then a tight
              `f.predict` loop) on an in-memory Arrow array in this process.
-             The UDF has 2 cores: fasttext_udf_vs_raw = UDF / (2 x raw).
   raw_list   `score_texts` on a Python list (the same predict loop, preprocessing in Python).
+             The UDF has 2 cores: fasttext_udf_vs_raw = UDF / (2 x the faster of raw, raw_list).
   two_procs  the same kernel in 2 forked processes at once, each on half the documents: what
              2 cores really deliver at that moment (other processes share this machine).
              fasttext_udf_vs_two_processes = UDF / two_procs.
@@ -154,7 +154,7 @@ def main() -> None:
     args = parser.parse_args()
     n_docs = args.docs or (30_000 if args.quick else 200_000)
     bucket = args.bucket or (100_000 if args.quick else 2_000_000)
-    rounds = args.rounds or (2 if args.quick else 3)
+    rounds = args.rounds or (2 if args.quick else 5)
 
     workdir = tempfile.mkdtemp(prefix="bench_fasttext_")
     train_texts, train_labels = synthetic_documents(5_000 if args.quick else 20_000, seed=1)
@@ -232,9 +232,10 @@ def main() -> None:
     print(f"same, a model copy per worker:    {rate['udf_shipped']:10,.0f} docs/s (addFile)")
     print(f"Spark pass-through, local[2]:     {rate['passthrough']:10,.0f} docs/s (no Python)")
     print(f"UDF returning zeros:              {rate['empty_udf']:10,.0f} docs/s")
-    print(f"BENCH fasttext_udf_vs_raw {rate['udf'] / (2 * rate['raw']):.2f} goal>=0.8")
+    best_raw = max(rate["raw"], rate["raw_list"])  # the faster in-process form is the yardstick
+    print(f"BENCH fasttext_udf_vs_raw {rate['udf'] / (2 * best_raw):.2f} goal>=0.8")
     print(f"BENCH fasttext_udf_vs_two_processes {rate['udf'] / rate['two_procs']:.2f} goal>=0.8")
-    print(f"BENCH fasttext_udf_shipped_vs_raw {rate['udf_shipped'] / (2 * rate['raw']):.2f}")
+    print(f"BENCH fasttext_udf_shipped_vs_raw {rate['udf_shipped'] / (2 * best_raw):.2f}")
     print(f"BENCH fasttext_udf_vs_per_doc {rate['udf'] / rate['per_doc']:.2f} goal>=1.5")
 
 
