@@ -9,7 +9,9 @@ Peers, on the same ~1 KB documents, in interleaved rounds (best of each):
   empty_udf    a UDF of the same kind that returns zeros: the engine's ceiling for any UDF.
   job_udf      the score job's shape: read the documents Parquet, score, write (doc_id, ratio).
   job_jvm      the same job with the Python kernel replaced by a JVM expression (length):
-               Spark passing the same text column through with no Python at all.
+               Spark reading the same text column with no Python at all.
+  job_copy     read the documents, write (doc_id, text): the text column passed through Spark's
+               reader and writer, no Python (context: the "pass-through" of shared/NOTES.md).
 
 Prints, last:
     BENCH zstd_udf_vs_raw <udf ÷ (2 × raw)> goal>=0.8
@@ -120,6 +122,7 @@ def main() -> None:
         "empty_udf": lambda: noop(zeros("text")),
         "job_udf": lambda: job(udf("text")),
         "job_jvm": lambda: job(F.length("text").cast("double")),
+        "job_copy": lambda: job(F.col("text")),
     }
     noop(udf("text"))  # warm the Python workers
     rate = dict.fromkeys(peers, 0.0)
@@ -149,11 +152,13 @@ def main() -> None:
     print(f"empty UDF, cached -> noop:     {rate['empty_udf']:10,.0f} docs/s (engine ceiling)")
     print(f"score job, parquet -> parquet: {rate['job_udf']:10,.0f} docs/s")
     print(f"same job, JVM length instead:  {rate['job_jvm']:10,.0f} docs/s (no Python)")
+    print(f"copy job, text passed through: {rate['job_copy']:10,.0f} docs/s (no Python)")
     print(f"partitioned write: parquet {parquet_s:.2f}s, delta (delta-rs commit) {delta_s:.2f}s")
     print(f"BENCH zstd_udf_vs_raw {rate['udf'] / (2 * rate['raw']):.3f} goal>=0.8")
     print(f"BENCH zstd_udf_vs_raw_loop {rate['udf'] / (2 * rate['raw_loop']):.3f} goal>=0.8")
     print(f"BENCH zstd_udf_vs_empty_udf {rate['udf'] / rate['empty_udf']:.3f}")
     print(f"BENCH zstd_udf_vs_passthrough {rate['job_udf'] / rate['job_jvm']:.3f} goal>=0.8")
+    print(f"BENCH zstd_job_vs_text_copy_job {rate['job_udf'] / rate['job_copy']:.3f}")
     print(f"BENCH delta_write_vs_parquet {delta_s / parquet_s:.3f} goal<=1.1")
 
 
