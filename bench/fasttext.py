@@ -53,8 +53,8 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [sys.path[0], os.environ.get("PYTHONPATH")]))
 
 import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
 import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from jobs.fasttext_train import train_classifier  # noqa: E402
