@@ -37,7 +37,6 @@ import random
 import stat
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 # Run as `python bench/x.py`: import the package from the repository root.
@@ -47,6 +46,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
+from bench.timing import timed  # noqa: E402
 from jobs.demo_models import init_causal_lm, train_tokenizer  # noqa: E402
 from jobs.session import build_session  # noqa: E402
 from udfs.lm_loss import Window, make_lm_loss_udf, pack_windows, score_texts  # noqa: E402
@@ -120,16 +120,6 @@ def all_cores(fn):
         return fn()
     finally:
         torch.set_num_threads(1)
-
-
-def timed(fn) -> tuple[float, object]:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    result = fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, result
 
 
 def padding_waste(sequences: list[list[int]], max_tokens: int, batch_rows: int) -> float:

@@ -14,7 +14,6 @@ import argparse
 import copy
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import timed  # noqa: E402
 from jobs.demo_models import init_causal_lm, train_tokenizer  # noqa: E402
 from udfs.mimic import mimic_direction, score_texts  # noqa: E402
 
@@ -62,16 +62,6 @@ def brute_force(model, tokenizer, texts, layer_name, delta, max_length, device):
     return np.array(scores)
 
 
-def timed(fn):
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    result = fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return result, time.perf_counter() - start
-
-
 def measure(name, current, reference, tokenizer, texts, layer, method, args, device):
     direction = mimic_direction(current, reference, layer)
 
@@ -86,8 +76,8 @@ def measure(name, current, reference, tokenizer, texts, layer, method, args, dev
 
     kernel(texts[:4])  # warm-up: allocator, kernels, the first tokenizer call
     loop(texts[:2])
-    fast, fast_s = timed(lambda: kernel(texts))
-    slow, slow_s = timed(lambda: loop(texts))
+    fast_s, fast = timed(lambda: kernel(texts))
+    slow_s, slow = timed(lambda: loop(texts))
     error = np.max(np.abs(fast - slow) / (np.abs(slow) + 1e-3))
     # bf16 runs differ elementwise (the kernel does the head math in fp32); ask for agreement
     # in ranking there, and for equality in fp32.
