@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyspark.sql import functions as F  # noqa: E402
 
-from jobs.lake import Lake  # noqa: E402
-from jobs.session import build_session  # noqa: E402
+from jobs.core.lake import Lake  # noqa: E402
+from jobs.core.session import build_session  # noqa: E402
 from udfs.compression import make_zstd_ratio_udf, zstd_ratios_arrow  # noqa: E402
 
 WORDS = ("data model token corpus quality filter score bucket train loss the of and a to in is "

@@ -57,8 +57,8 @@ import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
+from jobs.core.session import build_session  # noqa: E402
 from jobs.fasttext_train import train_classifier  # noqa: E402
-from jobs.session import build_session  # noqa: E402
 from udfs.fasttext_score import (  # noqa: E402
     load_fasttext_model,
     make_fasttext_udf,

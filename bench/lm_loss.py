@@ -47,8 +47,8 @@ import torch  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from bench.timing import timed  # noqa: E402
-from jobs.demo_models import init_causal_lm, train_tokenizer  # noqa: E402
-from jobs.session import build_session  # noqa: E402
+from jobs.core.session import build_session  # noqa: E402
+from jobs.demo.models import init_causal_lm, train_tokenizer  # noqa: E402
 from udfs.lm_loss import Window, make_lm_loss_udf, pack_windows, score_texts  # noqa: E402
 from udfs.lm_models import LoadedLM, get_cached_lm, load_causal_lm  # noqa: E402
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.timing import timed  # noqa: E402
-from jobs.demo_models import init_causal_lm, train_tokenizer  # noqa: E402
+from jobs.demo.models import init_causal_lm, train_tokenizer  # noqa: E402
 from udfs.mimic import mimic_direction, score_texts  # noqa: E402
 
 

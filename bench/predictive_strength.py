@@ -29,8 +29,8 @@ import pandas as pd  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
+from jobs.core.session import build_session  # noqa: E402
 from jobs.predictive_strength import compute_predictive_strength  # noqa: E402
-from jobs.session import build_session  # noqa: E402
 
 BENCHMARKS = {"m7b": 40.1, "m13b": 46.9, "m30b": 57.8, "m65b": 63.4, "m3b": 31.0, "m1b": 25.2}
 MISSING_FRACTION = 0.001

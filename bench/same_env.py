@@ -1,6 +1,6 @@
 """Run a bench's in-process baselines in the same environment as Spark's Python workers.
 
-The session gives workers `jobs.session.WORKER_ENV` (glibc huge pages for big allocations).
+The session gives workers `jobs.core.session.WORKER_ENV` (glibc huge pages for big allocations).
 glibc reads it only when a process starts, so a bench re-executes itself once with it set:
 otherwise the UDF would get an allocator advantage that the raw baseline lacks.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from jobs.session import WORKER_ENV
+from jobs.core.session import WORKER_ENV
 
 
 def rerun_with_worker_env() -> None:

@@ -12,8 +12,8 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.base import JobReport, lake_for, write_quarantine
-from jobs.config import BucketizeSettings, Config, ConfigError
+from jobs.core.base import JobReport, lake_for, write_quarantine
+from jobs.core.config import BucketizeSettings, Config, ConfigError
 from jobs.ingest import DOCUMENTS_TABLE
 
 CURATED_TABLE = "curated"

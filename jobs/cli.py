@@ -6,8 +6,8 @@ import argparse
 import logging
 import sys
 
-from jobs.config import ConfigError, load_config
-from jobs.registry import JOBS, job_runner
+from jobs.core.config import ConfigError, load_config
+from jobs.core.registry import JOBS, job_runner
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 2
-    from jobs.session import build_session
+    from jobs.core.session import build_session
 
     spark = build_session(
         cfg.spark.master,

@@ -16,9 +16,9 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StringType
 
-from jobs.base import JobReport, lake_for, log, write_quarantine
-from jobs.config import Config, ConfigError, IngestSettings
-from jobs.lake import Lake
+from jobs.core.base import JobReport, lake_for, log, write_quarantine
+from jobs.core.config import Config, ConfigError, IngestSettings
+from jobs.core.lake import Lake
 from udfs.parse_jsonl import make_parse_udf
 
 DOCUMENTS_TABLE = "documents"

@@ -108,8 +108,8 @@ def run(spark, cfg):
 
     Rerunning with `lm_loss.only_models` replaces just those models' partitions.
     """
-    from jobs.base import JobReport, lake_for, log
-    from jobs.config import ConfigError, declared_models
+    from jobs.core.base import JobReport, lake_for, log
+    from jobs.core.config import ConfigError, declared_models
 
     settings = cfg.lm_loss
     specs = declared_models(cfg)

@@ -229,9 +229,9 @@ MIMIC_AGGREGATE_TABLE = "mimic_aggregate"
 
 def run(spark, cfg):
     """Score the documents for every configured checkpoint; one `mimic_scores` partition each."""
-    from jobs.base import JobReport, lake_for
-    from jobs.config import ConfigError
-    from jobs.lake import sanitize_partition_value
+    from jobs.core.base import JobReport, lake_for
+    from jobs.core.config import ConfigError
+    from jobs.core.lake import sanitize_partition_value
     from jobs.lm_loss import sample_documents
 
     settings = cfg.mimic
@@ -266,7 +266,7 @@ def run(spark, cfg):
 
 def run_aggregate(spark, cfg):
     """Binarise per checkpoint, vote, keep the mean: `mimic_aggregate` (a bucketize source)."""
-    from jobs.base import JobReport, lake_for
+    from jobs.core.base import JobReport, lake_for
 
     settings = cfg.mimic
     lake = lake_for(spark, cfg)

@@ -252,8 +252,8 @@ def run(spark, cfg):
     """Fit the law on the observations, plan for `mixture.compute_budget`, sample the mixture."""
     from pathlib import Path
 
-    from jobs.base import JobReport, lake_for
-    from jobs.config import ConfigError
+    from jobs.core.base import JobReport, lake_for
+    from jobs.core.config import ConfigError
     from jobs.mixture_plots import plot_decayed_utility, plot_error_vs_compute
     from jobs.scaling_fit import fit_scaling_law
     from jobs.scaling_law import frontier

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from jobs.base import JobReport, log
-from jobs.config import Config, ConfigError
-from jobs.registry import JOBS, job_runner
+from jobs.core.base import JobReport, log
+from jobs.core.config import Config, ConfigError
+from jobs.core.registry import JOBS, job_runner
 
 
 def run(spark: SparkSession, cfg: Config) -> JobReport:

@@ -297,8 +297,8 @@ def run(spark, cfg):
     model's loss go to the quarantine with the models they miss."""
     from pyspark import StorageLevel
 
-    from jobs.base import JobReport, lake_for, write_quarantine
-    from jobs.config import declared_models
+    from jobs.core.base import JobReport, lake_for, write_quarantine
+    from jobs.core.config import declared_models
 
     lake = lake_for(spark, cfg)
     losses = lake.read("model_losses")

@@ -14,8 +14,8 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.base import JobReport, lake_for
-from jobs.config import Config, ConfigError, ScoreSettings
+from jobs.core.base import JobReport, lake_for
+from jobs.core.config import Config, ConfigError, ScoreSettings
 from jobs.ingest import DOCUMENTS_TABLE
 from udfs.compression import make_zstd_ratio_udf
 

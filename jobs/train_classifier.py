@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from jobs.base import JobReport, lake_for
-from jobs.config import Config
+from jobs.core.base import JobReport, lake_for
+from jobs.core.config import Config
 from jobs.fasttext_train import train_classifier
 from jobs.predictive_strength import PREDICTIVE_STRENGTH_TABLE, select_training_sample
 

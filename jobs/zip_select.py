@@ -224,14 +224,14 @@ ZIP_SELECTION_TABLE = "zip_selection"
 
 def run(spark, cfg):
     """Read `zip.source_table`, select per group, write `zip_selection`, report ratio vs random."""
-    from jobs.base import JobReport, lake_for
+    from jobs.core.base import JobReport, lake_for
 
     settings = cfg.zip
     lake = lake_for(spark, cfg)
     docs = lake.read(settings.source_table)
     group_column = settings.group_column
     if group_column is not None and group_column not in docs.columns:
-        from jobs.config import ConfigError
+        from jobs.core.config import ConfigError
 
         raise ConfigError(
             f"{cfg.source}: zip.group_column: {group_column!r} is not a column of "

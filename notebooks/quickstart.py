@@ -13,8 +13,8 @@ dbutils.widgets.text("overrides", "")  # noqa: F821  e.g. "lake.root=/Volumes/ma
 
 # COMMAND ----------
 
-from jobs.config import load_config  # noqa: E402
-from jobs.registry import job_runner  # noqa: E402
+from jobs.core.config import load_config  # noqa: E402
+from jobs.core.registry import job_runner  # noqa: E402
 
 config_path = dbutils.widgets.get("config")  # noqa: F821
 overrides = [o for o in dbutils.widgets.get("overrides").split(",") if o.strip()]  # noqa: F821
@@ -40,7 +40,7 @@ print(report.summary())
 
 from pyspark.sql import functions as F  # noqa: E402
 
-from jobs.base import lake_for  # noqa: E402
+from jobs.core.base import lake_for  # noqa: E402
 
 lake = lake_for(spark, cfg)  # noqa: F821
 curated = lake.read("curated")

@@ -18,9 +18,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jobs.config import load_config  # noqa: E402
-from jobs.registry import job_runner  # noqa: E402
-from jobs.session import build_session  # noqa: E402
+from jobs.core.config import load_config  # noqa: E402
+from jobs.core.registry import job_runner  # noqa: E402
+from jobs.core.session import build_session  # noqa: E402
 
 STEPS = [
     "demo_corpus", "ingest", "demo_models", "lm_loss", "predictive_strength", "train_classifier",

@@ -9,7 +9,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def spark():
-    from jobs.session import build_session
+    from jobs.core.session import build_session
 
     session = build_session(
         master="local[2]",

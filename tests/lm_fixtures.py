@@ -49,7 +49,7 @@ def synthetic_texts(n: int, seed: int = 0, max_words: int = 120) -> list[str]:
 
 def build_tiny_lm(root: Path, architecture: str = "gpt2") -> str:
     """Tokenizer + briefly trained model saved under root/<architecture>; reused if present."""
-    from jobs.demo_models import (
+    from jobs.demo.models import (
         init_causal_lm,
         pack_token_stream,
         train_causal_lm,

@@ -6,7 +6,7 @@ executor read one physical copy instead of each loading its own (800 MB per copy
 recipe's 2M buckets), and the workers' model cache already holds them, so they load nothing.
 
 The model paths come from the executor environment variable PRELOAD_ENV (os.pathsep-separated),
-set by `jobs.session.preload_conf`. A model that cannot be loaded here is reported on stderr and
+set by `jobs.core.session.preload_conf`. A model that cannot be loaded here is reported on stderr and
 skipped: the workers then load it themselves and raise the usual clear error. Torch models are
 not preloaded: a process that has run torch must not fork workers that run torch again.
 """

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from jobs.bucketize import assign_buckets, mass_thresholds
-from jobs.config import BucketizeSettings
+from jobs.core.config import BucketizeSettings
 
 
 def brute_force_bucket(scores, masses, n, higher):

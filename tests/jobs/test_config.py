@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import ConfigError, load_config
+from jobs.core.config import ConfigError, load_config
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from jobs.demo_curves import (
+from jobs.demo.curves import (
     START,
     ByteMLP,
     CurveSettings,
@@ -125,7 +125,7 @@ def test_bad_bucket_inputs_are_named():
 def test_sample_bucket_texts_equals_a_full_sort_by_the_seeded_hash(spark):
     from pyspark.sql import functions as F
 
-    from jobs.demo_curves import sample_bucket_texts
+    from jobs.demo.curves import sample_bucket_texts
 
     rows = [
         (f"d{b}-{i:04d}", f"q0{b}", f"text {b} {i}")

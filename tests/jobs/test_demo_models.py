@@ -9,7 +9,7 @@ import torch
 import yaml
 from transformers import AutoTokenizer
 
-from jobs.demo_models import (
+from jobs.demo.models import (
     DemoModelSpec,
     build_demo_models,
     default_specs,

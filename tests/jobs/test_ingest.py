@@ -7,8 +7,8 @@ import pytest
 from deltalake import write_deltalake
 
 from jobs import ingest
-from jobs.config import ConfigError, config_from_dict
-from jobs.lake import Lake
+from jobs.core.config import ConfigError, config_from_dict
+from jobs.core.lake import Lake
 
 
 def cfg_for(tmp_path, paths, **ingest_kw):

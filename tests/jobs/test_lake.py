@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from jobs.lake import Lake, LakeError, sanitize_partition_value
+from jobs.core.lake import Lake, LakeError, sanitize_partition_value
 
 
 @pytest.fixture()

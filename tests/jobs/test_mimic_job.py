@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.special
 
-from jobs.demo_models import train_causal_lm, train_tokenizer
+from jobs.demo.models import train_causal_lm, train_tokenizer
 from jobs.mimic import aggregate_mimic, score_mimic
 from tests.udfs.test_mimic import MAX_LENGTH, TEXTS, brute_force_scores, corpus, tiny
 from tests.udfs.test_mimic_aggregate import synthetic_scores

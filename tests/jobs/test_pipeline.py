@@ -3,8 +3,8 @@ from pathlib import Path
 from deltalake import DeltaTable
 
 from jobs import pipeline
-from jobs.config import load_config
-from jobs.lake import Lake
+from jobs.core.config import load_config
+from jobs.core.lake import Lake
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
 

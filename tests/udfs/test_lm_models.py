@@ -87,7 +87,7 @@ def test_directory_without_safetensors_is_refused(model_dir, tmp_path):
 
 
 def test_tokenizer_larger_than_the_model_vocabulary_is_refused(model_dir, tmp_path):
-    from jobs.demo_models import train_tokenizer
+    from jobs.demo.models import train_tokenizer
 
     mismatched = tmp_path / "mismatched"
     shutil.copytree(model_dir, mismatched)

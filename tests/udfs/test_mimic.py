@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaForCausalLM
 
-from jobs.demo_models import init_causal_lm, train_causal_lm, train_tokenizer
+from jobs.demo.models import init_causal_lm, train_causal_lm, train_tokenizer
 from udfs.lm_models import load_causal_lm
 from udfs.mimic import (
     mimic_direction,

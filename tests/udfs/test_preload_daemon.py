@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent(
     import pyarrow as pa
     from pyspark.sql.functions import arrow_udf
     from jobs.score import fasttext_model_ref
-    from jobs.session import build_session
+    from jobs.core.session import build_session
     from udfs.fasttext_score import make_fasttext_udf, model_load_count, model_loader_pid
 
     model, texts = sys.argv[1], json.loads(sys.argv[2])

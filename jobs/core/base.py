@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.config import Config
-from jobs.lake import Lake, sanitize_partition_value
+from jobs.core.config import Config
+from jobs.core.lake import Lake, sanitize_partition_value
 
 log = logging.getLogger("siftlake")
 

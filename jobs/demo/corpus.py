@@ -16,7 +16,7 @@ import string
 import sysconfig
 from pathlib import Path
 
-from jobs.config import Config, DemoSettings
+from jobs.core.config import Config, DemoSettings
 
 BOILERPLATE = [
     "Click here to subscribe to our newsletter! Best deals, best prices, best offers every day. ",
@@ -125,7 +125,7 @@ def build_demo_corpus(out_dir: str | os.PathLike, settings: DemoSettings | None 
 
 
 def run(spark, cfg: Config):
-    from jobs.base import JobReport
+    from jobs.core.base import JobReport
 
     out_dir = cfg.demo.corpus_dir
     if cfg.demo.build_if_missing and list(Path(out_dir).glob("corpus-*.jsonl")):

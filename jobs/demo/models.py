@@ -7,7 +7,7 @@ text as the negative corpus-level bits per byte (higher = better), so the orderi
 not assumed. Every model directory holds safetensors weights plus the tokenizer, loadable with
 `udfs.lm_models.load_causal_lm`; `models.yaml` in the output directory lists them.
 
-Run: `python -m jobs.demo_models --texts corpus.jsonl --out /tmp/demo_models [--k 4]`
+Run: `python -m jobs.demo.models --texts corpus.jsonl --out /tmp/demo_models [--k 4]`
 (JSONL with a "text" field, or a plain text file with one document per line).
 """
 
@@ -353,7 +353,7 @@ def save_training_checkpoints(
 
 def run(spark, cfg):
     """Train the demo family on a hash sample of `documents`; write models.yaml for lm_loss."""
-    from jobs.base import JobReport, lake_for
+    from jobs.core.base import JobReport, lake_for
     from jobs.lm_loss import sample_documents
 
     settings = cfg.demo_models

@@ -5,16 +5,16 @@ from __future__ import annotations
 import importlib
 
 JOBS: dict[str, str] = {
-    "demo_corpus": "jobs.demo_corpus",
+    "demo_corpus": "jobs.demo.corpus",
     "ingest": "jobs.ingest",
     "score": "jobs.score",
     "bucketize": "jobs.bucketize",
-    "demo_models": "jobs.demo_models",
+    "demo_models": "jobs.demo.models",
     "lm_loss": "jobs.lm_loss",
     "predictive_strength": "jobs.predictive_strength",
     "train_classifier": "jobs.train_classifier",
     "zip_select": "jobs.zip_select",
-    "demo_curves": "jobs.demo_curves",
+    "demo_curves": "jobs.demo.curves",
     "mixture": "jobs.mixture",
     "mimic": "jobs.mimic",
     "mimic_aggregate": "jobs.mimic:run_aggregate",

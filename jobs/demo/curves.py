@@ -275,11 +275,11 @@ def run(spark, cfg):
     """Train the tiny model on every bucket of `curated`; write the observations CSV."""
     from pathlib import Path
 
-    from jobs.base import JobReport, lake_for
+    from jobs.core.base import JobReport, lake_for
 
     settings = cfg.mixture
     if not settings.observations or "://" in settings.observations:
-        from jobs.config import ConfigError
+        from jobs.core.config import ConfigError
 
         raise ConfigError(f"{cfg.source}: mixture.observations: demo_curves needs a local CSV path")
     curated = lake_for(spark, cfg).read("curated")

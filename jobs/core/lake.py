@@ -31,7 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from jobs.session import session_has_delta
+from jobs.core.session import session_has_delta
 
 PARTITION_VALUE = re.compile(r"^[a-z0-9_-]+$")
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
@@ -281,7 +281,7 @@ def _partition_values(relative: str, partition_by: list[str], name: str) -> dict
         if raw != value or not PARTITION_VALUE.match(value):
             raise LakeError(
                 f"{name}: partition value {value!r} of {key} is outside [a-z0-9_-]; "
-                "sanitize it (jobs.lake.sanitize_partition_value) before writing"
+                "sanitize it (jobs.core.lake.sanitize_partition_value) before writing"
             )
         values[key] = value
     missing = set(partition_by) - set(values)

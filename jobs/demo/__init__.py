@@ -1,0 +1,1 @@
+"""Demo builders: an offline corpus, reference models and training curves, so the chain runs anywhere."""
