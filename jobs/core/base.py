@@ -17,7 +17,7 @@ QUARANTINE_TABLE = "quarantine"
 
 
 class InvariantError(RuntimeError):
-    """rows in != rows out + rows quarantined: a job lost or invented rows."""
+    """rows in != rows out + quarantined + filtered: a job lost or invented rows."""
 
 
 @dataclass
@@ -26,22 +26,28 @@ class JobReport:
     rows_in: int
     rows_out: int
     rows_quarantined: int = 0
+    # Valid rows a job left out on purpose: failed a pre-filter rule, not selected, not sampled.
+    rows_filtered: int = 0
+    filtered_label: str = "filtered"
     tables: dict[str, str] = field(default_factory=dict)
     details: dict = field(default_factory=dict)
 
     def check_invariant(self) -> JobReport:
-        if self.rows_in != self.rows_out + self.rows_quarantined:
+        if self.rows_in != self.rows_out + self.rows_quarantined + self.rows_filtered:
             raise InvariantError(
                 f"{self.job}: rows in {self.rows_in} != rows out {self.rows_out} + "
-                f"quarantined {self.rows_quarantined}"
+                f"quarantined {self.rows_quarantined} + {self.filtered_label} {self.rows_filtered}"
             )
         return self
 
     def summary(self) -> str:
-        lines = [
+        counts = (
             f"[{self.job}] rows in {self.rows_in:,} = out {self.rows_out:,} + "
             f"quarantined {self.rows_quarantined:,}"
-        ]
+        )
+        if self.rows_filtered:
+            counts += f" + {self.filtered_label} {self.rows_filtered:,}"
+        lines = [counts]
         lines += [f"  table {name}: {path}" for name, path in self.tables.items()]
         lines += [f"  {key}: {value}" for key, value in self.details.items()]
         return "\n".join(lines)

@@ -14,6 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 PARTITION_VALUE_PATTERN = r"^[a-z0-9_-]+$"
 
+# full: recompute and replace the job's output; incremental: process only documents (or input
+# files) without a result yet and append (see the README's "Scheduled runs").
+Mode = Literal["full", "incremental"]
+MODE_FIELD_DESCRIPTION = "full: recompute and replace; incremental: only new documents, appended"
+
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the file and the key."""
@@ -65,6 +70,7 @@ class DemoSettings(Section):
 
 
 class IngestSettings(Section):
+    mode: Mode = Field("full", description=MODE_FIELD_DESCRIPTION)
     paths: list[str] = Field(default_factory=lambda: ["demo_data/corpus/*.jsonl"])
     format: Literal["jsonl", "parquet", "delta"] = "jsonl"
     text_column: str = "text"
@@ -75,6 +81,7 @@ class IngestSettings(Section):
 
 
 class ScoreSettings(Section):
+    mode: Mode = Field("full", description=MODE_FIELD_DESCRIPTION)
     scorers: list[Literal["zstd", "fasttext"]] = Field(default_factory=lambda: ["zstd"])
     zstd_level: int = Field(3, ge=1, le=22)
     fasttext_model: str | None = Field(
@@ -91,6 +98,12 @@ class ScoreSettings(Section):
 
 
 class BucketizeSettings(Section):
+    mode: Mode = Field(
+        "full", description="incremental: place new documents with the stored thresholds"
+    )
+    recalibrate: bool = Field(
+        False, description="recompute the thresholds and rewrite `curated` (incremental mode)"
+    )
     score_column: str = "zstd_ratio"
     direction: Literal["lower_is_better", "higher_is_better"] = "lower_is_better"
     n_buckets: int = Field(10, ge=2, le=100)
@@ -111,6 +124,7 @@ class ModelSpec(Section):
 
 
 class LMLossSettings(Section):
+    mode: Mode = Field("full", description=MODE_FIELD_DESCRIPTION + " (per model_id)")
     models: list[ModelSpec] = Field(default_factory=list)
     models_manifest: str | None = Field(
         None, description="YAML list of models (e.g. written by demo_models); merged after `models`"
@@ -193,6 +207,7 @@ class MixtureSettings(Section):
 
 
 class MimicSettings(Section):
+    mode: Mode = Field("full", description=MODE_FIELD_DESCRIPTION + " (per checkpoint)")
     reference_path: str | None = None
     checkpoints: dict[str, str] = Field(default_factory=dict, description="name -> checkpoint path")
     layer: str = Field("lm_head", description="parameter tensor name or 'lm_head' / 'last_mlp'")
@@ -210,6 +225,23 @@ class MimicSettings(Section):
     seed: int = 0
 
 
+class PrefilterSettings(Section):
+    """Heuristic pre-filters (Gopher quality and repetition, FineWeb, C4; METHODS.md §6)."""
+
+    enabled: bool = Field(
+        True, description="false: downstream jobs consider every document, not only passed ones"
+    )
+    mode: Mode = Field("full", description=MODE_FIELD_DESCRIPTION)
+
+
+class MaintainSettings(Section):
+    """Table maintenance: compaction, VACUUM, leftovers of killed writes."""
+
+
+class ReportSettings(Section):
+    """The HTML report of the lake (`siftlake report`)."""
+
+
 class PipelineSettings(Section):
     steps: list[str] = Field(default_factory=lambda: ["demo_corpus", "ingest", "score", "bucketize"])
 
@@ -219,6 +251,7 @@ class Config(Section):
     lake: LakeSettings = Field(default_factory=LakeSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    prefilter: PrefilterSettings = Field(default_factory=PrefilterSettings)
     score: ScoreSettings = Field(default_factory=ScoreSettings)
     bucketize: BucketizeSettings = Field(default_factory=BucketizeSettings)
     demo_models: DemoModelsSettings = Field(default_factory=DemoModelsSettings)
@@ -227,6 +260,8 @@ class Config(Section):
     zip: ZipSettings = Field(default_factory=ZipSettings)
     mixture: MixtureSettings = Field(default_factory=lambda: MixtureSettings(compute_budget=1e4))
     mimic: MimicSettings = Field(default_factory=MimicSettings)
+    maintain: MaintainSettings = Field(default_factory=MaintainSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
 
     source: str = Field("<defaults>", exclude=True, description="file the config came from")
