@@ -38,7 +38,7 @@ def score_model_losses(
     path: str,
     dtype: str = "auto",
     window: int | None = None,
-    stride: int = 512,
+    stride: int | None = None,
     max_tokens_per_batch: int = DEFAULT_MAX_TOKENS_PER_BATCH,
     text_col: str = "text",
 ) -> DataFrame:

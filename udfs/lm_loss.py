@@ -44,6 +44,10 @@ from udfs.oom import run_halving_on_oom
 
 LN2 = math.log(2.0)
 DEFAULT_MAX_TOKENS_PER_BATCH = 16384
+# PreSelect scored with window 1900 and stride 512 (METHODS.md §1); the default stride keeps
+# that ratio for any window.
+PRESELECT_WINDOW = 1900
+PRESELECT_STRIDE = 512
 # A row may pad up to this share of the batch width (so waste stays under it), or up to
 # MIN_FREE_PADDING tokens: for short rows a few pads cost less than another forward call.
 MAX_PADDING_FRACTION = 0.1
@@ -121,14 +125,15 @@ def score_texts(
     lm: LoadedLM,
     *,
     window: int | None = None,
-    stride: int = 512,
+    stride: int | None = None,
     max_tokens_per_batch: int = DEFAULT_MAX_TOKENS_PER_BATCH,
 ) -> pd.DataFrame:
     """Score each text independently; one output row per input, in input order.
 
-    `window` defaults to the model's context length, capped at `max_tokens_per_batch`.
+    `window` defaults to the model's context length, capped at `max_tokens_per_batch`;
+    `stride` to PreSelect's ratio of the window (`default_stride`).
     """
-    window = resolve_window(
+    window, stride = resolve_window(
         model_context_length(lm.model.config), lm.path, window, stride, max_tokens_per_batch
     )
     prefix_id = prefix_token_id(lm.tokenizer)
@@ -248,10 +253,20 @@ def _score_batch(
     np.add.at(total_nll, np.concatenate(docs), nll)
 
 
+def default_stride(window: int) -> int:
+    """PreSelect's stride for a window: 512 of 1900 (every scored token keeps >= ~73% of the
+    window as context), so the default fits any model's context."""
+    return max(1, window * PRESELECT_STRIDE // PRESELECT_WINDOW)
+
+
 def resolve_window(
-    context: int | None, where: str, window: int | None, stride: int, max_tokens_per_batch: int
-) -> int:
-    """Validate the window settings against a model context; returns the effective window."""
+    context: int | None,
+    where: str,
+    window: int | None,
+    stride: int | None,
+    max_tokens_per_batch: int,
+) -> tuple[int, int]:
+    """Validate the window settings against a model context; returns (window, stride) in effect."""
     if not isinstance(max_tokens_per_batch, int) or max_tokens_per_batch < 2:
         raise ValueError(f"max_tokens_per_batch must be an int >= 2, got {max_tokens_per_batch!r}")
     if window is None:
@@ -266,12 +281,15 @@ def resolve_window(
         raise ValueError(
             f"window={window} does not fit max_tokens_per_batch={max_tokens_per_batch}"
         )
+    if stride is None:
+        stride = default_stride(window)
     if not isinstance(stride, int) or not 1 <= stride < window:
         raise ValueError(
             f"stride must be an int in [1, window-1] = [1, {window - 1}], got {stride!r} "
-            f"for {where} (PreSelect used window 1900, stride 512)"
+            f"for {where} (PreSelect used window 1900, stride 512; leave it unset for "
+            f"window * 512 // 1900 = {default_stride(window)})"
         )
-    return window
+    return window, stride
 
 
 def model_context_length(config: object) -> int | None:
@@ -312,7 +330,7 @@ def make_lm_loss_udf(
     *,
     dtype: str = "auto",
     window: int | None = None,
-    stride: int = 512,
+    stride: int | None = None,
     max_tokens_per_batch: int = DEFAULT_MAX_TOKENS_PER_BATCH,
 ):
     """Iterator pandas UDF: text column -> struct<LM_LOSS_SCHEMA>, the model loaded once per worker.

@@ -133,7 +133,9 @@ class LMLossSettings(Section):
     sample_fraction: float | None = Field(None, gt=0, le=1)
     sample_limit: int | None = Field(None, ge=1)
     window: int | None = Field(None, ge=2, description="tokens per window; default model context")
-    stride: int = Field(512, ge=1)
+    stride: int | None = Field(
+        None, ge=1, description="tokens a window advances; null: window * 512 // 1900 (PreSelect)"
+    )
     max_tokens_per_batch: int = Field(16384, ge=16)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     seed: int = 0

@@ -130,3 +130,24 @@ def test_invalid_sample_settings_raise(spark, kwargs, message):
     docs = spark.createDataFrame([("a", "t")], "doc_id string, text string")
     with pytest.raises(ValueError, match=message):
         sample_documents(docs, **kwargs)
+
+
+def test_job_defaults_work_for_a_model_with_a_short_context(spark, model_dir, tmp_path):
+    """No window or stride set: the job scores with the model context and window * 512 // 1900."""
+    from jobs import lm_loss
+    from jobs.core.base import lake_for
+    from jobs.core.config import config_from_dict
+
+    cfg = config_from_dict({
+        "lake": {"root": str(tmp_path / "lake")},
+        "prefilter": {"enabled": False},
+        "lm_loss": {"models": [{"model_id": "tiny", "path": model_dir, "benchmark_score": 1.0}]},
+    })
+    assert cfg.lm_loss.window is None and cfg.lm_loss.stride is None
+    texts = synthetic_texts(6, seed=5, max_words=120)
+    docs = spark.createDataFrame([(f"d{i}", t) for i, t in enumerate(texts)], "doc_id string, text string")
+    lake_for(spark, cfg).write(docs, "documents")
+    report = lm_loss.run(spark, cfg)
+    assert report.rows_out == len(texts)
+    losses = lake_for(spark, cfg).read("model_losses").toPandas()
+    assert losses["bpc"].notna().all() and (losses["n_tokens"] > TINY_CONTEXT).any()

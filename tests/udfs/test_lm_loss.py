@@ -20,7 +20,13 @@ from tests.lm_fixtures import (
     synthetic_texts,
     tiny_lm_dir,
 )
-from udfs.lm_loss import _supports_logits_to_keep, make_lm_loss_udf, plan_windows, score_texts
+from udfs.lm_loss import (
+    _supports_logits_to_keep,
+    default_stride,
+    make_lm_loss_udf,
+    plan_windows,
+    score_texts,
+)
 from udfs.lm_models import LoadedLM, load_causal_lm
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -196,6 +202,18 @@ def test_default_window_is_the_model_context(gpt2_lm):
     assert default == explicit
 
 
+def test_default_stride_keeps_preselect_ratio_and_fits_a_short_context(gpt2_lm):
+    # The tiny model's context is far below the old fixed default of 512 tokens.
+    assert TINY_CONTEXT <= 512
+    assert default_stride(1900) == 512 and default_stride(128) == 34 and default_stride(2) == 1
+    text = " ".join(synthetic_texts(3, seed=2, max_words=50))
+    default = score_texts([text], gpt2_lm)["total_nll"][0]
+    stride = default_stride(TINY_CONTEXT)
+    explicit = score_texts([text], gpt2_lm, window=TINY_CONTEXT, stride=stride)["total_nll"][0]
+    assert default == explicit
+    assert make_lm_loss_udf(gpt2_lm.path) is not None  # the driver-side check accepts it too
+
+
 def test_udf_on_local_spark_matches_the_reference(spark, gpt2_lm):
     texts = mixed_texts() + ["", None]
     rows = [(i, t) for i, t in enumerate(texts)]
@@ -232,7 +250,7 @@ def test_udf_on_local_spark_matches_the_reference(spark, gpt2_lm):
 
 def test_udf_settings_are_checked_on_the_driver_against_the_model_config(gpt2_lm, tmp_path):
     with pytest.raises(ValueError, match=r"stride must be an int in \[1, window-1\] = \[1, 63\]"):
-        make_lm_loss_udf(gpt2_lm.path)  # default stride 512 >= the 64-token context
+        make_lm_loss_udf(gpt2_lm.path, stride=512)  # 512 >= the 64-token context
     with pytest.raises(ValueError, match="exceeds the context length 64"):
         make_lm_loss_udf(gpt2_lm.path, window=128, stride=16)
     # A path only the executors can see is checked there instead.
