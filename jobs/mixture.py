@@ -287,13 +287,15 @@ def run(spark, cfg):
                           settings.size_unit)
     plot_decayed_utility(fit.law, out / "decayed_utility.png")
     fit.report.to_csv(out / "fit_report.csv", index=False)
-    total = lake.read(MIXTURE_TABLE).agg(F.sum("repeats")).first()[0] or 0
-    rows_in = int(sizes["size"].sum()) if settings.size_unit == "documents" else curated.count()
+    mixture = lake.read(MIXTURE_TABLE)
+    total = mixture.agg(F.sum("repeats")).first()[0] or 0
+    rows_in = curated.count()
+    left_out = curated.select("doc_id").join(mixture.select("doc_id"), "doc_id", "left_anti").count()
     return JobReport(
-        "mixture", rows_in, written.rows,
+        "mixture", rows_in, written.rows, rows_filtered=left_out, filtered_label="not in the mixture",
         tables={MIXTURE_PLAN_TABLE: lake.path(MIXTURE_PLAN_TABLE), MIXTURE_TABLE: written.path,
                 "plots": str(out)},
         details={"decision": plan.decision, "chosen_k": plan.chosen_k,
                  "repeat_factor": round(plan.repeat_factor, 4),
                  "samples_in_mixture": int(total), "refused": fit.refused or "none"},
-    )
+    ).check_invariant()

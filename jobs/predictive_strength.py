@@ -210,9 +210,21 @@ def select_training_sample(
         n_keep = _count_within_bytes(selection, n_per_class, max_collect_bytes, labels)
         if n_keep < n_per_class:
             selection = _first_by_key(selection, n_keep, labels)
-        return selection.select("doc_id", "text", "label", "ps").toPandas()
+        sample = selection.select("doc_id", "text", "label", "ps").toPandas()
     finally:
         selection.unpersist()
+    n_below = sum(count for _, count in below)
+    # What the balanced cut used and left out, for the job report (pandas keeps attrs on the frame).
+    sample.attrs["counts"] = {
+        "scored": n_positive + n_below,
+        "positives_available": n_positive,
+        "negatives_available": n_below,
+        "per_class": n_keep,
+        "positives_unused": n_positive - n_keep,
+        "negatives_unused": n_below - n_keep,
+        "per_class_before_byte_cap": n_per_class,
+    }
+    return sample
 
 
 def _ps_histogram(scored: DataFrame) -> list[tuple[float, int]]:

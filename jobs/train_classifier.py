@@ -35,12 +35,32 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
         seed=settings.seed, positive_label=cfg.score.fasttext_positive_label,
     )
     holdout = metadata.get("holdout", {})
+    counts = sample.attrs["counts"]
     return JobReport(
-        JOB, len(sample), len(sample),
+        JOB, counts["scored"], len(sample), rows_filtered=counts["scored"] - len(sample),
+        filtered_label="not sampled",
         tables={"model": f"{settings.model_dir}/model.bin"},
         details={
-            "per_class": int((sample["label"] == cfg.score.fasttext_positive_label).sum()),
+            "positives (ps >= positive_threshold)": (
+                f"{counts['per_class']:,} used of {counts['positives_available']:,}; "
+                f"{counts['positives_unused']:,} left out to balance the classes"
+            ),
+            "negatives (lowest ps)": (
+                f"{counts['per_class']:,} used of {counts['negatives_available']:,} below "
+                f"the threshold; {counts['negatives_unused']:,} left out"
+            ),
+            "capped by": _cap_reason(counts, settings.max_per_class),
             "holdout_accuracy": holdout.get("accuracy"),
             "holdout_auc": holdout.get("auc"),
         },
-    )
+    ).check_invariant()
+
+
+def _cap_reason(counts: dict, max_per_class: int) -> str:
+    if counts["per_class"] < counts["per_class_before_byte_cap"]:
+        return "preselect.max_collect_bytes (the texts did not fit)"
+    if counts["per_class"] == max_per_class:
+        return "preselect.max_per_class"
+    if counts["positives_available"] <= counts["negatives_available"]:
+        return "the number of positives"
+    return "the number of documents below preselect.positive_threshold"

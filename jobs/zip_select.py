@@ -251,13 +251,17 @@ def run(spark, cfg):
         serialization=settings.serialization, n_groups=settings.n_groups, group_column=group_column,
     )
     rows_in = docs.count()
+    final = stored.where(F.col("stage") == report["stage"]).select("doc_id")
+    selected = final.distinct().count()
+    not_selected = docs.select("doc_id").join(final, "doc_id", "left_anti").count()
     return JobReport(
-        "zip_select", rows_in, rows_in,
+        "zip_select", rows_in, selected, rows_filtered=not_selected, filtered_label="not selected",
         tables={ZIP_SELECTION_TABLE: written.path},
         details={
-            "selection_rows": written.rows,
+            "selection_rows (all stages)": written.rows,
+            "final_stage": report["stage"],
             "selected_ratio": report["selected_ratio"],
             "random_ratio": report["random_ratio"],
             "ratio_reduction_vs_random": report["ratio_reduction"],
         },
-    )
+    ).check_invariant()

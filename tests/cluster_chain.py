@@ -122,6 +122,7 @@ def main(work: Path, result_path: Path) -> None:
             result["reports"][step] = {
                 "rows_in": report.rows_in, "rows_out": report.rows_out,
                 "rows_quarantined": report.rows_quarantined,
+                "rows_filtered": report.rows_filtered,
                 "details": {k: str(v) for k, v in report.details.items()},
             }
     finally:

@@ -32,9 +32,9 @@ def test_full_chain_on_local_cluster(tmp_path):
 
     reports = result["reports"]
     for name, report in reports.items():
-        if name in ("ingest", "score", "bucketize", "lm_loss", "mimic", "mimic_aggregate",
-                    "predictive_strength"):
-            assert report["rows_in"] == report["rows_out"] + report["rows_quarantined"], name
+        if name not in ("demo_corpus", "demo_models", "demo_curves"):
+            counted = report["rows_out"] + report["rows_quarantined"] + report["rows_filtered"]
+            assert report["rows_in"] == counted, name
     documents = table(tmp_path, "documents")
     n_docs = documents.num_rows
     assert reports["ingest"]["rows_quarantined"] == 9 and n_docs == 240
@@ -61,11 +61,21 @@ def test_full_chain_on_local_cluster(tmp_path):
 
     selection = table(tmp_path, "zip_selection")
     assert 0 < selection.num_rows <= n_docs
+    # Reports tell what was written: the selected documents, the rest counted as not selected.
+    assert reports["zip_select"]["rows_out"] == len(set(selection.column("doc_id").to_pylist()))
+    assert reports["zip_select"]["rows_filtered"] == n_docs - reports["zip_select"]["rows_out"]
+    metadata = json.loads((tmp_path / "fasttext" / "metadata.json").read_text())
+    trained = reports["train_classifier"]
+    assert trained["rows_out"] == metadata["counts"]["total"]
+    assert trained["rows_in"] == n_docs and "left out to balance" in trained["details"][
+        "positives (ps >= positive_threshold)"]
 
     plan = table(tmp_path, "mixture_plan").to_pandas()
     mixture = table(tmp_path, "mixture").to_pandas()
     chosen = set(plan.loc[plan["selected"], "quality_bucket"])
     assert chosen and set(mixture["quality_bucket"]) == chosen
+    assert reports["mixture"]["rows_out"] == len(mixture)
+    assert reports["mixture"]["rows_filtered"] == n_docs - len(mixture)
     assert (tmp_path / "artifacts" / "mixture" / "error_vs_compute.png").stat().st_size > 0
 
     mimic = table(tmp_path, "mimic_scores")

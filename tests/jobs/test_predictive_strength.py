@@ -167,6 +167,11 @@ def test_sample_is_balanced_with_the_lowest_ps_as_negatives(spark):
     assert (sample.text == sample.doc_id + " " + "é" * 50).all()
     other_seed = select_training_sample(ps, docs, seed=2)
     assert set(other_seed.doc_id) != set(sample.doc_id)  # the boundary tie is drawn by seed
+    # What the balanced cut used and left out, as the train_classifier report prints it.
+    assert sample.attrs["counts"] == {
+        "scored": 155, "positives_available": 30, "negatives_available": 125, "per_class": 30,
+        "positives_unused": 0, "negatives_unused": 95, "per_class_before_byte_cap": 30,
+    }
 
 
 def test_sample_cap_and_threshold(spark):
@@ -191,6 +196,8 @@ def test_sample_is_down_sampled_to_the_byte_bound(spark):
     sample = select_training_sample(ps, docs, max_collect_bytes=bound)
     n_pos, n_neg = (sample.label == "__label__1").sum(), (sample.label == "__label__0").sum()
     assert n_pos == n_neg
+    assert sample.attrs["counts"]["per_class"] == n_pos
+    assert sample.attrs["counts"]["positives_unused"] == 30 - n_pos
     assert sum(len(t.encode()) for t in sample.text) <= bound
     assert 10 <= n_pos < 12.5  # close to the 12 that fit, not an arbitrary cut
     with pytest.raises(ValueError, match="max_collect_bytes"):
