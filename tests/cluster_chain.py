@@ -23,7 +23,7 @@ from jobs.core.registry import job_runner  # noqa: E402
 from jobs.core.session import build_session  # noqa: E402
 
 STEPS = [
-    "demo_corpus", "ingest", "demo_models", "lm_loss", "predictive_strength", "train_classifier",
+    "demo_corpus", "ingest", "prefilter", "demo_models", "lm_loss", "predictive_strength", "train_classifier",
     "score", "bucketize", "zip_select", "demo_curves", "mixture", "mimic", "mimic_aggregate",
 ]
 
