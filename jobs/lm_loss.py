@@ -142,7 +142,7 @@ def run(spark, cfg):
     sampled = settings.sample_fraction is not None or settings.sample_limit is not None
     return JobReport(
         "lm_loss", n_documents * len(specs), rows_out,
-        rows_filtered=(n_documents - n_docs) * len(specs), filtered_label=left_out_label(sampled),
+        rows_filtered=(n_documents - n_docs) * len(specs), filtered_label=left_out_label(cfg, sampled),
         tables={MODEL_LOSSES_TABLE: lake.path(MODEL_LOSSES_TABLE)},
         details={"models": ", ".join(s.model_id for s in specs), "documents scored": n_docs,
                  "documents filtered by rules": filtered_count(lake, cfg),

@@ -262,7 +262,7 @@ def run(spark, cfg):
     return JobReport(
         "mimic", n_documents * n_checkpoints, rows_out,
         rows_filtered=(n_documents - n_docs) * n_checkpoints,
-        filtered_label=left_out_label(bool(settings.sample_fraction)),
+        filtered_label=left_out_label(cfg, bool(settings.sample_fraction)),
         tables={MIMIC_SCORES_TABLE: lake.path(MIMIC_SCORES_TABLE)},
         details={"checkpoints": ", ".join(settings.checkpoints), "documents scored": n_docs,
                  "documents filtered by rules": filtered_count(lake, cfg),

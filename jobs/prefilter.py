@@ -167,9 +167,11 @@ def passed_documents(lake: Lake, cfg: Config) -> DataFrame:
     return docs.join(passed, "doc_id", "left_semi")
 
 
-def left_out_label(sampled: bool) -> str:
-    """What a job that scores a sample of the passed documents calls the rest."""
-    return f"{FILTERED_LABEL} or not sampled" if sampled else FILTERED_LABEL
+def left_out_label(cfg: Config, sampled: bool) -> str:
+    """What a job that may score a sample of the passed documents calls the rest."""
+    reasons = [FILTERED_LABEL] if cfg.prefilter.enabled else []
+    reasons += ["not sampled"] if sampled else []
+    return " or ".join(reasons) or FILTERED_LABEL
 
 
 def filtered_count(lake: Lake, cfg: Config) -> int:
