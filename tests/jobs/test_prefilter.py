@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import bucketize, ingest, prefilter, score
+from jobs import bucketize, ingest, prefilter, score, zip_select
 from jobs.core.config import ConfigError, PrefilterSettings, config_from_dict, load_config
 from jobs.core.lake import Lake
 from jobs.prefilter_rules import RULES, active_rules, apply_rules, threshold
@@ -189,6 +189,13 @@ def test_downstream_jobs_see_passed_documents_only(spark, lake_cfg):
     curated = bucketize.run(spark, cfg)
     assert {r.doc_id for r in lake.read("curated").collect()} == passed
     assert (curated.rows_in, curated.rows_out, curated.rows_filtered) == (21, 14, 7)
+
+    zip_cfg = config_from_dict(cfg.model_dump() | {"zip": {
+        "source_table": "documents", "group_column": None, "n_groups": 1, "k1": 10, "k2": 4,
+        "k3": 2, "budget_fraction": 0.3}}, "test.yaml")
+    zipped = zip_select.run(spark, zip_cfg)
+    assert zipped.rows_in == 14
+    assert {r.doc_id for r in lake.read("zip_selection").collect()} <= passed
 
     # The join with the narrow passed side is broadcast: the documents are never shuffled.
     plan = prefilter.passed_documents(lake, cfg)._jdf.queryExecution().executedPlan().toString()
