@@ -33,9 +33,9 @@ GopherRepetitionFilter, FineWebQualityFilter and C4QualityFilter, with the choic
 - line-end statistics: a line ends in terminal punctuation when its last character is one of
   `. ! ? " '`; C4's complement also counts lines ending in an ellipsis as unterminated, as
   DataTrove's C4 filter does. Bullet lines start with one of `BULLETS`.
-- sentences (C4): runs of `. ! ?` (optionally closed by quotes or brackets) followed by
-  whitespace or the end, plus one for unterminated text after the last; DataTrove uses an NLTK
-  sentence splitter, which this approximates without a model.
+- sentences (C4): words ending in a run of `. ! ?` (optionally closed by quotes or brackets),
+  plus one when the last word does not; DataTrove uses an NLTK sentence splitter, which this
+  approximates without a model (abbreviations such as "e.g." count as sentence ends).
 - control characters: Unicode categories Cc, Cf, Co, Cn (Cs cannot occur in UTF-8) except
   `\\n \\t \\r`, by the Unicode tables of Arrow's RE2 (newer than Python 3.11's
   `unicodedata` 14.0: code points assigned since then count as assigned). No paper publishes
