@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from jobs.core.base import JobReport, lake_for, write_quarantine
 from jobs.core.config import BucketizeSettings, Config, ConfigError
 from jobs.ingest import DOCUMENTS_TABLE
+from jobs.prefilter import FILTERED_LABEL, filtered_count, passed_documents
 
 CURATED_TABLE = "curated"
 JOB = "bucketize"
@@ -87,7 +88,7 @@ def assign_buckets(scored: DataFrame, settings: BucketizeSettings) -> tuple[Data
 def run(spark: SparkSession, cfg: Config) -> JobReport:
     lake = lake_for(spark, cfg)
     settings = cfg.bucketize
-    docs = lake.read(DOCUMENTS_TABLE)
+    docs = passed_documents(lake, cfg)
     scores = lake.read(settings.source_table)
     if settings.score_column not in scores.columns:
         raise ConfigError(
@@ -121,5 +122,6 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     }
     return JobReport(
         JOB, lake.count(DOCUMENTS_TABLE), written.rows, quarantined,
+        rows_filtered=filtered_count(lake, cfg), filtered_label=FILTERED_LABEL,
         tables={CURATED_TABLE: written.path}, details=info,
     ).check_invariant()

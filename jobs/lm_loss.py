@@ -110,6 +110,7 @@ def run(spark, cfg):
     """
     from jobs.core.base import JobReport, lake_for, log
     from jobs.core.config import ConfigError, declared_models
+    from jobs.prefilter import filtered_count, left_out_label, passed_documents
 
     settings = cfg.lm_loss
     specs = declared_models(cfg)
@@ -120,10 +121,10 @@ def run(spark, cfg):
         specs = [s for s in specs if s.model_id in settings.only_models]
     lake = lake_for(spark, cfg)
     docs = sample_documents(
-        lake.read("documents").select("doc_id", "text"), fraction=settings.sample_fraction,
+        passed_documents(lake, cfg).select("doc_id", "text"), fraction=settings.sample_fraction,
         limit=settings.sample_limit, seed=settings.seed,
     )
-    n_docs = docs.count()
+    n_docs, n_documents = docs.count(), lake.count("documents")
     rows_out, without_bpc = 0, 0
     for spec in specs:
         log.info("lm_loss: scoring %d documents with %s (%s)", n_docs, spec.model_id, spec.path)
@@ -138,9 +139,12 @@ def run(spark, cfg):
         rows_out += written.rows
         without_bpc += lake.read(MODEL_LOSSES_TABLE, {"model_id": [spec.model_id]}).where(
             F.col("bpc").isNull()).count()
+    sampled = settings.sample_fraction is not None or settings.sample_limit is not None
     return JobReport(
-        "lm_loss", n_docs * len(specs), rows_out,
+        "lm_loss", n_documents * len(specs), rows_out,
+        rows_filtered=(n_documents - n_docs) * len(specs), filtered_label=left_out_label(cfg, sampled),
         tables={MODEL_LOSSES_TABLE: lake.path(MODEL_LOSSES_TABLE)},
-        details={"models": ", ".join(s.model_id for s in specs), "documents": n_docs,
+        details={"models": ", ".join(s.model_id for s in specs), "documents scored": n_docs,
+                 "documents filtered by rules": filtered_count(lake, cfg),
                  "rows_without_bpc (null + reason)": without_bpc},
     ).check_invariant()

@@ -233,6 +233,7 @@ def run(spark, cfg):
     from jobs.core.config import ConfigError
     from jobs.core.lake import sanitize_partition_value
     from jobs.lm_loss import sample_documents
+    from jobs.prefilter import filtered_count, left_out_label, passed_documents
 
     settings = cfg.mimic
     if not settings.reference_path or not settings.checkpoints:
@@ -240,10 +241,10 @@ def run(spark, cfg):
             f"{cfg.source}: mimic.reference_path and mimic.checkpoints must both be set"
         )
     lake = lake_for(spark, cfg)
-    docs = lake.read("documents")
+    docs = passed_documents(lake, cfg)
     if settings.sample_fraction:
         docs = sample_documents(docs, fraction=settings.sample_fraction, seed=settings.seed)
-    n_docs = docs.count()
+    n_docs, n_documents = docs.count(), lake.count("documents")
     rows_out, errors = 0, 0
     for name, path in settings.checkpoints.items():
         checkpoint = sanitize_partition_value(name)
@@ -257,10 +258,15 @@ def run(spark, cfg):
         rows_out += written.rows
         errors += lake.read(MIMIC_SCORES_TABLE, {"checkpoint": [checkpoint]}).where(
             F.col("error").isNotNull()).count()
+    n_checkpoints = len(settings.checkpoints)
     return JobReport(
-        "mimic", n_docs * len(settings.checkpoints), rows_out,
+        "mimic", n_documents * n_checkpoints, rows_out,
+        rows_filtered=(n_documents - n_docs) * n_checkpoints,
+        filtered_label=left_out_label(cfg, bool(settings.sample_fraction)),
         tables={MIMIC_SCORES_TABLE: lake.path(MIMIC_SCORES_TABLE)},
-        details={"checkpoints": ", ".join(settings.checkpoints), "rows_without_score": errors},
+        details={"checkpoints": ", ".join(settings.checkpoints), "documents scored": n_docs,
+                 "documents filtered by rules": filtered_count(lake, cfg),
+                 "rows_without_score": errors},
     ).check_invariant()
 
 

@@ -23,8 +23,10 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     quarantined = sum(r.rows_quarantined for r in reports)
     last = reports[-1]
     rows_in = next((r.rows_in for r in reports if r.rows_in), 0)
+    # The last job's filtered rows are those left out along the chain (e.g. by the prefilter).
     return JobReport(
         "pipeline", rows_in, last.rows_out, quarantined,
+        rows_filtered=last.rows_filtered, filtered_label=last.filtered_label,
         tables={k: v for r in reports for k, v in r.tables.items()},
         details={"steps": " -> ".join(steps), **(last.details if last else {})},
     )

@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from jobs.core.base import JobReport, lake_for
 from jobs.core.config import Config, ConfigError, ScoreSettings
 from jobs.ingest import DOCUMENTS_TABLE
+from jobs.prefilter import FILTERED_LABEL, filtered_count, passed_documents
 from udfs.compression import make_zstd_ratio_udf
 
 SCORES_TABLE = "scores"
@@ -90,12 +91,13 @@ def score_documents(
 
 def run(spark: SparkSession, cfg: Config) -> JobReport:
     lake = lake_for(spark, cfg)
-    docs = lake.read(DOCUMENTS_TABLE)
+    docs = passed_documents(lake, cfg)
     fasttext_path = fasttext_model_path(cfg) if "fasttext" in cfg.score.scorers else None
     written = lake.write(score_documents(spark, docs, cfg.score, fasttext_path), SCORES_TABLE)
     rows_in = lake.count(DOCUMENTS_TABLE)
     return JobReport(
         JOB, rows_in, written.rows,
+        rows_filtered=filtered_count(lake, cfg), filtered_label=FILTERED_LABEL,
         tables={SCORES_TABLE: written.path},
         details={"scorers": ", ".join(SCORE_COLUMNS[s] for s in cfg.score.scorers)},
     ).check_invariant()

@@ -225,10 +225,13 @@ ZIP_SELECTION_TABLE = "zip_selection"
 def run(spark, cfg):
     """Read `zip.source_table`, select per group, write `zip_selection`, report ratio vs random."""
     from jobs.core.base import JobReport, lake_for
+    from jobs.prefilter import passed_documents
 
     settings = cfg.zip
     lake = lake_for(spark, cfg)
-    docs = lake.read(settings.source_table)
+    # `curated` holds passed documents already; `documents` is narrowed to them here.
+    docs = (passed_documents(lake, cfg) if settings.source_table == "documents"
+            else lake.read(settings.source_table))
     group_column = settings.group_column
     if group_column is not None and group_column not in docs.columns:
         from jobs.core.config import ConfigError

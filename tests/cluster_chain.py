@@ -23,7 +23,7 @@ from jobs.core.registry import job_runner  # noqa: E402
 from jobs.core.session import build_session  # noqa: E402
 
 STEPS = [
-    "demo_corpus", "ingest", "demo_models", "lm_loss", "predictive_strength", "train_classifier",
+    "demo_corpus", "ingest", "prefilter", "demo_models", "lm_loss", "predictive_strength", "train_classifier",
     "score", "bucketize", "zip_select", "demo_curves", "mixture", "mimic", "mimic_aggregate",
 ]
 
@@ -37,6 +37,10 @@ def chain_overrides(work: Path) -> list[str]:
         f"demo.corpus_dir={work / 'corpus'}", f"ingest.paths=['{work / 'corpus'}/*.jsonl']",
         "demo.n_docstring_docs=160", "demo.n_boilerplate_docs=30",
         "demo.n_near_duplicate_docs=30", "demo.n_junk_docs=20", "demo.n_files=2",
+        # Repetition rules only: they remove the boilerplate but keep the random-character junk,
+        # the only documents these tiny demo models disagree on (ps < 1), which
+        # train_classifier needs as negatives.
+        "prefilter.families=[gopher_repetition]",
         f"demo_models.out_dir={models}", "demo_models.k=3", "demo_models.base_steps=12",
         "demo_models.vocab_size=320", "demo_models.n_positions=64", "demo_models.max_docs=200",
         f"lm_loss.models_manifest={models / 'models.yaml'}", "lm_loss.stride=32",

@@ -7,6 +7,7 @@ import importlib
 JOBS: dict[str, str] = {
     "demo_corpus": "jobs.demo.corpus",
     "ingest": "jobs.ingest",
+    "prefilter": "jobs.prefilter",
     "score": "jobs.score",
     "bucketize": "jobs.bucketize",
     "demo_models": "jobs.demo.models",

@@ -1,0 +1,117 @@
+"""Pre-filter rules: thresholds from config compared with stored statistics, as Spark expressions.
+
+Statistics are measured once (udfs/prefilter.py) and stored in the `prefilter` table; the rules
+here only compare columns with config values, so changing a threshold never measures text again.
+
+A rule is named `<family>.<key>`, the config key whose threshold it applies (e.g.
+`gopher_quality.min_words`), so a filter reason says what to change. Rules run in this fixed
+order, the order of METHODS.md §6: Gopher quality, Gopher repetition (paragraphs, lines, top
+n-grams, duplicated n-grams, as DataTrove checks them), FineWeb, C4, control characters.
+`filter_reason` is the first failed rule in that order; `failed_rules` lists every failed one. A
+statistic that cannot be measured (null: a document without words or lines) fails its rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from jobs.core.config import PrefilterSettings
+
+
+@dataclass(frozen=True)
+class Rule:
+    family: str
+    key: str  # the threshold's key in the family's config section
+    statistic: str  # the `prefilter` column it reads
+    # max: fails above the threshold; min: fails below it; reject: fails when the statistic is
+    # true and the key (a switch) is on
+    kind: Literal["max", "min", "reject"]
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}.{self.key}"
+
+
+def _max(family: str, statistic: str) -> Rule:
+    return Rule(family, f"max_{statistic}", statistic, "max")
+
+
+def _min(family: str, statistic: str) -> Rule:
+    return Rule(family, f"min_{statistic}", statistic, "min")
+
+
+_GQ, _GR, _FW, _C4 = "gopher_quality", "gopher_repetition", "fineweb", "c4"
+RULES: tuple[Rule, ...] = (
+    Rule(_GQ, "min_words", "n_words", "min"),
+    Rule(_GQ, "max_words", "n_words", "max"),
+    Rule(_GQ, "min_mean_word_length", "mean_word_length", "min"),
+    Rule(_GQ, "max_mean_word_length", "mean_word_length", "max"),
+    _max(_GQ, "hash_word_ratio"),
+    _max(_GQ, "ellipsis_word_ratio"),
+    _max(_GQ, "bullet_line_share"),
+    _max(_GQ, "ellipsis_line_share"),
+    _min(_GQ, "alpha_word_share"),
+    Rule(_GQ, "min_stop_words", "stop_word_count", "min"),
+    _max(_GR, "dup_paragraph_share"),
+    _max(_GR, "dup_paragraph_char_share"),
+    _max(_GR, "dup_line_share"),
+    _max(_GR, "dup_line_char_share"),
+    *(_max(_GR, f"top_{n}gram_char_share") for n in (2, 3, 4)),
+    *(_max(_GR, f"dup_{n}gram_char_share") for n in range(5, 11)),
+    _min(_FW, "terminal_punct_line_share"),
+    _max(_FW, "short_line_share"),
+    Rule(_FW, "max_dup_line_char_share", "dup_line_char_share_no_newlines", "max"),
+    _max(_FW, "newlines_per_word"),
+    _max(_C4, "no_terminal_punct_line_share"),
+    _max(_C4, "few_word_line_share"),
+    Rule(_C4, "min_sentences", "n_sentences", "min"),
+    Rule(_C4, "reject_lorem_ipsum", "has_lorem_ipsum", "reject"),
+    Rule(_C4, "reject_curly_brace", "has_curly_brace", "reject"),
+    Rule(_C4, "reject_javascript", "has_javascript", "reject"),
+    _max("control_chars", "control_char_share"),
+)
+RULE_NAMES = tuple(rule.name for rule in RULES)
+
+
+def threshold(rule: Rule, settings: PrefilterSettings):
+    return getattr(getattr(settings, rule.family), rule.key)
+
+
+def active_rules(settings: PrefilterSettings) -> list[Rule]:
+    """The rules of the configured families, in rule order (switched-off reject rules left out)."""
+    return [
+        rule for rule in RULES
+        if rule.family in settings.families
+        and (rule.kind != "reject" or threshold(rule, settings))
+    ]
+
+
+def rule_fails(rule: Rule, settings: PrefilterSettings) -> Column:
+    """True when the document fails the rule; a null statistic fails."""
+    value = F.col(rule.statistic)
+    if rule.kind == "reject":
+        broken = value
+    elif rule.kind == "max":
+        broken = value > F.lit(threshold(rule, settings))
+    else:
+        broken = value < F.lit(threshold(rule, settings))
+    return F.coalesce(broken, F.lit(True))
+
+
+def apply_rules(statistics: DataFrame, settings: PrefilterSettings) -> DataFrame:
+    """Add passed, filter_reason (first failed rule, null when passed) and failed_rules."""
+    rules = active_rules(settings)
+    if rules:
+        named = F.array(*[F.when(rule_fails(r, settings), F.lit(r.name)) for r in rules])
+        failed = F.filter(named, lambda name: name.isNotNull())
+    else:
+        failed = F.array().cast("array<string>")
+    return (
+        statistics.withColumn("failed_rules", failed)
+        .withColumn("passed", F.size("failed_rules") == 0)
+        .withColumn("filter_reason", F.get("failed_rules", 0))
+    )

@@ -1,0 +1,226 @@
+"""The prefilter job, its rules and thresholds, and the jobs downstream of it."""
+
+import json
+import random
+import shutil
+
+import pyarrow as pa
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import bucketize, ingest, prefilter, score, zip_select
+from jobs.core.config import ConfigError, PrefilterSettings, config_from_dict, load_config
+from jobs.core.lake import Lake
+from jobs.prefilter_rules import RULES, active_rules, apply_rules, threshold
+from udfs.prefilter import SPARK_SCHEMA, STATISTICS
+
+WORDS = ("the of and to in that with have be river stone light window garden morning village "
+         "quiet across small people under water between always never before after during").split()
+
+
+def prose(rng: random.Random, sentences: int) -> str:
+    """Plain English-like prose that passes every default rule (about 10 words a sentence)."""
+    out = []
+    for _ in range(sentences):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(8, 13))]
+        out.append(" ".join(words).capitalize() + ".")
+    return " ".join(out)
+
+
+QUOTES = [
+    "The quiet water of the river runs deep under the old stone bridge.",
+    "Light and shadow move across the garden in the early morning.",
+    "People of the village have always walked to the market together.",
+    "Never trust a window that opens to the north and the sea.",
+]
+
+
+def write_corpus(path, rng):
+    records = (
+        [{"id": f"web-{i}", "text": prose(rng, 8), "source": "web"} for i in range(14)]
+        + [{"id": f"quote-{i}", "text": q, "source": "quotes"} for i, q in enumerate(QUOTES)]
+        + [{"id": f"spam-{i}", "text": "Buy cheap watches now, best price! " * 12,
+            "source": "spam"} for i in range(3)]
+    )
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    return records
+
+
+@pytest.fixture(scope="module")
+def lake_cfg(spark, tmp_path_factory):
+    """A small lake with documents and a prefilter table, built once for this module."""
+    work = tmp_path_factory.mktemp("prefilter")
+    write_corpus(work / "corpus.jsonl", random.Random(0))
+    cfg = config_from_dict({
+        "lake": {"root": str(work / "lake")},
+        "ingest": {"paths": [str(work / "corpus.jsonl")], "id_column": "id",
+                   "source_column": "source"},
+        "bucketize": {"n_buckets": 2},
+    }, "test.yaml")
+    ingest.run(spark, cfg)
+    return cfg, prefilter.run(spark, cfg)
+
+
+def test_job_writes_every_statistic_and_the_verdicts(spark, lake_cfg):
+    cfg, report = lake_cfg
+    table = Lake(spark, cfg.lake.root).read("prefilter")
+    assert table.columns == ["doc_id", "source", "n_chars", *STATISTICS.names, "passed",
+                             "filter_reason", "failed_rules"]
+    rows = {r.doc_id: r for r in table.collect()}
+    assert len(rows) == 21
+    for doc_id, row in rows.items():
+        assert row.passed == (row.filter_reason is None) == (row.failed_rules == [])
+        if not row.passed:
+            assert row.filter_reason == row.failed_rules[0]
+        if doc_id.startswith("web"):
+            assert row.passed, row.failed_rules
+        elif doc_id.startswith("quote"):  # one sentence: Gopher's 50-word minimum, first
+            assert row.filter_reason == "gopher_quality.min_words"
+        else:  # 12 repeats of one sentence: repetition rules
+            assert "gopher_repetition.max_top_2gram_char_share" in row.failed_rules
+    # Filtered documents are valid input: counted apart, not quarantined.
+    assert (report.rows_in, report.rows_out, report.rows_filtered) == (21, 14, 7)
+    assert report.rows_quarantined == 0 and report.filtered_label == "filtered by rules"
+    assert report.details["rule gopher_quality.min_words"] == (
+        "fails 19.0% (4), first failure 19.0% (4)")  # the quotes; the spam has 72 words
+    assert report.details["source quotes"].startswith(
+        "4 docs, passed 0.0%; gopher_quality.min_words 100.0% (first 100.0%)")
+    assert report.details["source web"] == "14 docs, passed 100.0%"
+
+
+def test_rethreshold_changes_verdicts_without_measuring_again(spark, lake_cfg, tmp_path):
+    cfg, _ = lake_cfg
+    lake = Lake(spark, cfg.lake.root)
+    before = lake.read("prefilter").orderBy("doc_id").collect()
+    # Move `documents` away: a re-threshold must not need the text at all.
+    shutil.move(lake.path("documents"), tmp_path / "documents")
+    try:
+        lowered = config_from_dict(
+            cfg.model_dump() | {"prefilter": {"rethreshold": True,
+                                              "gopher_quality": {"min_words": 5}}}, "test.yaml")
+        report = prefilter.run(spark, lowered)
+    finally:
+        shutil.move(tmp_path / "documents", lake.path("documents"))
+    after = lake.read("prefilter").orderBy("doc_id").collect()
+    assert report.details["statistics"] == "re-used from the stored table"
+    for old, new in zip(before, after, strict=True):
+        assert [old[s] for s in STATISTICS.names] == [new[s] for s in STATISTICS.names]
+        if old.doc_id.startswith("quote"):
+            assert not old.passed and new.passed  # 11-13 words: enough for min_words 5
+        else:
+            assert old.passed == new.passed
+    assert report.rows_out == 18 and report.rows_filtered == 3
+    # Restore the default verdicts for the other tests.
+    prefilter.run(spark, cfg.model_copy(update={"prefilter": PrefilterSettings(rethreshold=True)}))
+    assert lake.read("prefilter").orderBy("doc_id").collect() == before
+
+
+def test_rules_at_their_thresholds(spark):
+    """Exactly at a threshold passes, just beyond it fails; a null statistic fails."""
+    settings = PrefilterSettings(families=["gopher_quality", "gopher_repetition", "fineweb",
+                                           "control_chars", "c4"])
+    passing = {  # statistics of an unremarkable document
+        "n_words": 400, "n_lines": 10, "mean_word_length": 5.0, "hash_word_ratio": 0.0,
+        "ellipsis_word_ratio": 0.0, "bullet_line_share": 0.0, "ellipsis_line_share": 0.0,
+        "alpha_word_share": 1.0, "stop_word_count": 40, "terminal_punct_line_share": 1.0,
+        "short_line_share": 0.0, "newlines_per_word": 0.02, "n_sentences": 20,
+        "has_lorem_ipsum": False, "has_curly_brace": False, "has_javascript": False,
+    }
+    cases = []  # (rule, statistics changed, the rules expected to fail or None)
+    for rule in RULES:
+        at = threshold(rule, settings)
+        if rule.kind == "reject":
+            cases += [(rule.name, {rule.statistic: False}, None),
+                      (rule.name, {rule.statistic: True}, [rule.name])]
+            continue
+        step = 1 if STATISTICS.field(rule.statistic).type == pa.int64() else 1e-9
+        beyond = at + step if rule.kind == "max" else at - step
+        reading = [r.name for r in RULES if r.statistic == rule.statistic]  # e.g. min and max
+        cases += [(rule.name, {rule.statistic: at}, None),
+                  (rule.name, {rule.statistic: beyond}, [rule.name]),
+                  (rule.name, {rule.statistic: None}, reading)]
+    rows = []
+    for i, (_, changed, _) in enumerate(cases):
+        values = {f.name: passing.get(f.name, 0) for f in STATISTICS} | changed
+        rows.append({"case": i, **{
+            name: float(v) if v is not None and STATISTICS.field(name).type == pa.float64() else v
+            for name, v in values.items()}})
+    fields = SPARK_SCHEMA.removeprefix("struct<").removesuffix(">").replace(":", " ")
+    frame = spark.createDataFrame(rows, "case long, " + fields)
+    verdicts = {r.case: r for r in apply_rules(frame, settings).collect()}
+    for i, (name, changed, failing) in enumerate(cases):
+        got = verdicts[i]
+        if failing is None:
+            assert name not in got.failed_rules, (name, changed, got.failed_rules)
+        else:
+            assert got.failed_rules == failing and got.filter_reason == failing[0], (name, changed)
+            assert not got.passed
+
+
+def test_every_threshold_is_a_config_key_and_families_switch_rules():
+    settings = PrefilterSettings()
+    keys = {(r.family, r.key) for r in RULES}
+    for family in ("gopher_quality", "gopher_repetition", "fineweb", "control_chars", "c4"):
+        assert {(family, k) for k in type(getattr(settings, family)).model_fields} <= keys
+    names = [r.name for r in active_rules(settings)]
+    assert names[0] == "gopher_quality.min_words"
+    assert names[-1] == "control_chars.max_control_char_share"
+    assert not any(n.startswith("c4.") for n in names)  # C4: available, off by default
+    with_c4 = PrefilterSettings(families=["c4"], c4={"reject_javascript": False})
+    assert [r.name for r in active_rules(with_c4)] == [
+        "c4.max_no_terminal_punct_line_share", "c4.max_few_word_line_share", "c4.min_sentences",
+        "c4.reject_lorem_ipsum", "c4.reject_curly_brace"]
+    shipped = load_config("conf/local.yaml").prefilter
+    assert shipped == settings
+    with pytest.raises(ConfigError, match="prefilter.gopher_quality: Value error, min_words"):
+        config_from_dict({"prefilter": {"gopher_quality": {"min_words": 200, "max_words": 100}}})
+    with pytest.raises(ConfigError, match="prefilter.families"):
+        config_from_dict({"prefilter": {"families": ["gopher"]}})
+
+
+def test_downstream_jobs_see_passed_documents_only(spark, lake_cfg):
+    cfg, _ = lake_cfg
+    lake = Lake(spark, cfg.lake.root)
+    passed = {r.doc_id for r in lake.read("prefilter").where("passed").collect()}
+    assert len(passed) == 14
+
+    scored = score.run(spark, cfg)
+    assert {r.doc_id for r in lake.read("scores").collect()} == passed
+    assert (scored.rows_in, scored.rows_out, scored.rows_filtered) == (21, 14, 7)
+    assert scored.filtered_label == "filtered by rules"
+    curated = bucketize.run(spark, cfg)
+    assert {r.doc_id for r in lake.read("curated").collect()} == passed
+    assert (curated.rows_in, curated.rows_out, curated.rows_filtered) == (21, 14, 7)
+
+    zip_cfg = config_from_dict(cfg.model_dump() | {"zip": {
+        "source_table": "documents", "group_column": None, "n_groups": 1, "k1": 10, "k2": 4,
+        "k3": 2, "budget_fraction": 0.3}}, "test.yaml")
+    zipped = zip_select.run(spark, zip_cfg)
+    assert zipped.rows_in == 14
+    assert {r.doc_id for r in lake.read("zip_selection").collect()} <= passed
+
+    # The join with the narrow passed side is broadcast: the documents are never shuffled.
+    plan = prefilter.passed_documents(lake, cfg)._jdf.queryExecution().executedPlan().toString()
+    assert "BroadcastHashJoin" in plan and "LeftSemi" in plan
+
+    everything = cfg.model_copy(update={"prefilter": PrefilterSettings(enabled=False)})
+    scored_all = score.run(spark, everything)
+    assert lake.read("scores").count() == 21
+    assert (scored_all.rows_in, scored_all.rows_out, scored_all.rows_filtered) == (21, 21, 0)
+
+
+def test_missing_or_stale_prefilter_table_is_a_clear_error(spark, lake_cfg, tmp_path):
+    cfg, _ = lake_cfg
+    fresh = config_from_dict({"lake": {"root": str(tmp_path / "lake")}}, "test.yaml")
+    lake = Lake(spark, fresh.lake.root)
+    lake.write(spark.createDataFrame([("a", "text")], "doc_id string, text string"), "documents")
+    with pytest.raises(ConfigError, match="run `siftlake prefilter` first, or set "
+                                          "prefilter.enabled: false"):
+        prefilter.passed_documents(lake, fresh)
+    with pytest.raises(ConfigError, match="no `prefilter` table to re-threshold"):
+        prefilter.run(spark, fresh.model_copy(
+            update={"prefilter": PrefilterSettings(rethreshold=True)}))
+    stale = Lake(spark, cfg.lake.root).read("prefilter").limit(3)
+    lake.write(stale.withColumn("doc_id", F.lit("zzz")), "prefilter")
+    with pytest.raises(ConfigError, match="judges 3 documents but `documents` holds 1"):
+        score.run(spark, fresh)
