@@ -110,6 +110,7 @@ def run(spark, cfg):
     """
     from jobs.core.base import JobReport, lake_for, log
     from jobs.core.config import ConfigError, declared_models
+    from jobs.core.errors import require_local_path
     from jobs.prefilter import filtered_count, left_out_label, passed_documents
 
     settings = cfg.lm_loss
@@ -119,6 +120,10 @@ def run(spark, cfg):
         if unknown:
             raise ConfigError(f"{cfg.source}: lm_loss.only_models: undeclared models {unknown}")
         specs = [s for s in specs if s.model_id in settings.only_models]
+    for spec in specs:
+        require_local_path(spec.path, f"lm_loss: model {spec.model_id!r}",
+                           "run 'siftlake demo_models' or fix its path in lm_loss.models (or the "
+                           "lm_loss.models_manifest)")
     lake = lake_for(spark, cfg)
     docs = sample_documents(
         passed_documents(lake, cfg).select("doc_id", "text"), fraction=settings.sample_fraction,

@@ -29,6 +29,7 @@ import pandas as pd
 from deltalake import DeltaTable
 from scipy.optimize import minimize
 
+from jobs.core.errors import UserError
 from jobs.scaling_law import NORMALIZER, LawParams, PoolParams, Variant, union_error_arrays
 
 B_RANGE = (-0.5, -0.005)
@@ -41,7 +42,7 @@ ArrayLike = np.ndarray | Sequence[float]
 Grids = Mapping[str, Array]  # "b", "tau": the searched grids; "a", "d": the sweeps (or one value)
 
 
-class FitRefused(ValueError):
+class FitRefused(UserError, ValueError):
     """The data cannot support a fit; `reasons` maps a bucket (or 'a' / 'd') to why."""
 
     def __init__(self, reasons: Mapping[str, str]):
@@ -49,12 +50,16 @@ class FitRefused(ValueError):
         lines = "\n".join(f"  {name}: {why}" for name, why in sorted(self.reasons.items()))
         super().__init__(f"scaling-law fit refused for {len(self.reasons)} item(s):\n{lines}")
 
+    def one_line(self) -> str:
+        return (super().one_line() + "; set mixture.on_refusal: drop to plan without refused "
+                "buckets, or add observations (more budgets, runs past one pass)")
+
 
 REQUIRED_COLUMNS = ("bucket", "samples_seen", "error")
 REPORT_COLUMNS = "bucket status reason n_points b tau a d rmse max_abs_residual".split()
 
 
-class ObservationsError(ValueError):
+class ObservationsError(UserError, ValueError):
     """Malformed observations; the message names the source, the column and the rows."""
 
 
@@ -68,7 +73,10 @@ def _read_source(source: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame
             raise ObservationsError(f"{path}: a folder but not a Delta table (no _delta_log)")
         return DeltaTable(path).to_pandas(), path, 0
     if not os.path.isfile(path):
-        raise ObservationsError(f"{path}: observations file does not exist")
+        raise ObservationsError(
+            f"{path}: observations file does not exist; run 'siftlake demo_curves' or set "
+            "mixture.observations"
+        )
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
