@@ -1,7 +1,9 @@
 """Typed configuration: YAML files validated into pydantic models.
 
-Every error names the file and the dotted key, e.g.
-`conf/local.yaml: bucketize.n_buckets: Input should be greater than or equal to 2`.
+The defaults here are the values of `conf/local.yaml` (a test keeps the two equal). Loading
+(packaged configs, `--set`) is in `config_files`; every error names the file or the `--set` and
+the dotted key, e.g. `conf/local.yaml: bucketize.n_buckets: Input should be greater than or
+equal to 2`.
 """
 
 from __future__ import annotations

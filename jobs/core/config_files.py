@@ -48,7 +48,9 @@ def config_text(spec: str | Path) -> tuple[str, str]:
     try:
         return spec, Path(spec).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{spec}: cannot read config: {exc.strerror}") from None
+        stem = Path(spec).stem
+        hint = f"; the packaged one is --config {stem}" if stem in packaged_config_names() else ""
+        raise ConfigError(f"{spec}: cannot read config: {exc.strerror}{hint}") from None
 
 
 def load_config(spec: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -118,6 +118,9 @@ def test_packaged_configs_resolve_by_name():
     assert "cluster.yaml" in by_name.source
     with pytest.raises(ConfigError, match=r"did you mean 'cluster'\?.*packaged: cluster, "):
         load_config("clustr")
+    with pytest.raises(ConfigError, match="cannot read config: .*; the packaged one is "
+                                          "--config cluster"):
+        load_config("/nowhere/conf/cluster.yaml")  # a wheel outside a checkout has no conf/
 
 
 def test_unknown_key_names_its_origin_and_the_nearest_key(tmp_path):
