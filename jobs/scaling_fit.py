@@ -50,10 +50,6 @@ class FitRefused(UserError, ValueError):
         lines = "\n".join(f"  {name}: {why}" for name, why in sorted(self.reasons.items()))
         super().__init__(f"scaling-law fit refused for {len(self.reasons)} item(s):\n{lines}")
 
-    def one_line(self) -> str:
-        return (super().one_line() + "; set mixture.on_refusal: drop to plan without refused "
-                "buckets, or add observations (more budgets, runs past one pass)")
-
 
 REQUIRED_COLUMNS = ("bucket", "samples_seen", "error")
 REPORT_COLUMNS = "bucket status reason n_points b tau a d rmse max_abs_residual".split()
@@ -73,10 +69,7 @@ def _read_source(source: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame
             raise ObservationsError(f"{path}: a folder but not a Delta table (no _delta_log)")
         return DeltaTable(path).to_pandas(), path, 0
     if not os.path.isfile(path):
-        raise ObservationsError(
-            f"{path}: observations file does not exist; run 'siftlake demo_curves' or set "
-            "mixture.observations"
-        )
+        raise ObservationsError(f"{path}: observations file does not exist")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

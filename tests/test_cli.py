@@ -9,7 +9,6 @@ import pytest
 
 from jobs.cli import main
 from jobs.core.config import load_config
-from jobs.core.errors import UserError
 from jobs.core.registry import JOB_SPECS, TABLE_WRITERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,12 +96,24 @@ def test_missing_model_file_names_the_key_and_the_fix(spark, tmp_path, capsys):
                           f"'{missing}'; run 'siftlake demo_models'") and err.count("\n") == 1
 
 
-def test_a_refused_fit_is_a_user_error_naming_the_setting():
-    from jobs.scaling_fit import fit_scaling_law
+def test_a_refused_fit_names_the_setting_and_missing_observations_the_job(spark, tmp_path, capsys):
+    from jobs.core.lake import Lake
 
-    too_few = pd.DataFrame({"bucket": ["q00", "q00"], "samples_seen": [10, 20],
-                            "error": [2.0, 1.5], "pool_size": [5, 5]})
-    with pytest.raises(UserError) as refused:
-        fit_scaling_law(too_few)
-    line = refused.value.one_line()
-    assert "\n" not in line and "q00" in line and "mixture.on_refusal" in line
+    curated = spark.createDataFrame([("d1", "q00", 10), ("d2", "q00", 12)],
+                                    "doc_id string, quality_bucket string, n_chars long")
+    Lake(spark, str(tmp_path / "lake")).write(curated, "curated")
+    observations = tmp_path / "observations.csv"
+    missing = f"mixture.observations={observations}"
+    assert cli_on_empty_lake(spark, tmp_path, "mixture", "--set", missing) == 2
+    assert capsys.readouterr().err == (
+        f"siftlake mixture: mixture.observations: no file or folder at '{observations}'; "
+        "run 'siftlake demo_curves' or set mixture.observations\n")
+    # Two budgets of one bucket cannot identify its curve: the fit refuses it.
+    pd.DataFrame({"bucket": ["q00", "q00"], "samples_seen": [10, 20], "error": [2.0, 1.5],
+                  "pool_size": [5, 5]}).to_csv(observations, index=False)
+    assert cli_on_empty_lake(spark, tmp_path, "mixture", "--set", missing) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("siftlake mixture: scaling-law fit refused for 1 item(s): q00: ")
+    assert err.endswith("; set mixture.on_refusal: drop to plan without them, or add "
+                        "observations (more budgets, runs past one pass)\n")
+    assert err.count("\n") == 1

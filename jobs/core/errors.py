@@ -6,10 +6,17 @@ from pathlib import Path
 
 
 class UserError(Exception):
-    """Fixed by running another job first or by changing a setting; the message says which."""
+    """Fixed by running another job first or by changing a setting; the message says which,
+    or `fix` does where the code that raised it does not know the setting."""
+
+    fix = ""
 
     def one_line(self) -> str:
-        return "; ".join(line.strip() for line in str(self).splitlines() if line.strip())
+        text = ""
+        for part in [line.strip() for line in str(self).splitlines()] + [self.fix]:
+            if part:  # "refused for 2 item(s):" + "q00: ..." -> "...: q00: ...; q01: ..."
+                text += (" " if text.endswith(":") else "; " if text else "") + part
+        return text
 
 
 class MissingInput(UserError, FileNotFoundError):
