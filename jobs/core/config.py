@@ -138,7 +138,8 @@ class LMLossSettings(Section):
     mode: Mode = Field("full", description=MODE_FIELD_DESCRIPTION + " (per model_id)")
     models: list[ModelSpec] = Field(default_factory=list)
     models_manifest: str | None = Field(
-        "artifacts/demo_models/models.yaml", description="YAML list of models (e.g. written by demo_models); merged after `models`"
+        "artifacts/demo_models/models.yaml",
+        description="YAML list of models (e.g. written by demo_models); merged after `models`",
     )
     only_models: list[str] = Field(default_factory=list, description="rerun just these model_ids")
     sample_fraction: float | None = Field(None, gt=0, le=1)
