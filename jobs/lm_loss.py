@@ -12,6 +12,7 @@ import re
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from jobs.core.config import LMLossSettings, ModelSpec
 from udfs.lm_loss import DEFAULT_MAX_TOKENS_PER_BATCH, LM_LOSS_SCHEMA, make_lm_loss_udf
 
 MODEL_LOSSES_COLUMNS = ["doc_id", "model_id"] + LM_LOSS_SCHEMA.fieldNames()
@@ -103,6 +104,18 @@ def sample_documents(
 MODEL_LOSSES_TABLE = "model_losses"
 
 
+def scoring_settings(spec: ModelSpec, settings: LMLossSettings) -> dict:
+    """A model's own dtype, window, stride and batch size, else the job's. A stride left unset
+    everywhere stays None: the kernel then takes window * 512 // 1900 (at least 1) of the window
+    in effect, so the default fits any context."""
+    return {
+        "dtype": spec.dtype if spec.dtype != "auto" else settings.dtype,
+        "window": spec.window or settings.window,
+        "stride": spec.stride or settings.stride,
+        "max_tokens_per_batch": spec.max_tokens_per_batch or settings.max_tokens_per_batch,
+    }
+
+
 def run(spark, cfg):
     """Score the (sampled) documents under every declared model; one partition per model_id.
 
@@ -110,6 +123,7 @@ def run(spark, cfg):
     """
     from jobs.core.base import JobReport, lake_for, log
     from jobs.core.config import ConfigError, declared_models
+    from jobs.core.errors import require_local_path
     from jobs.prefilter import filtered_count, left_out_label, passed_documents
 
     settings = cfg.lm_loss
@@ -119,6 +133,10 @@ def run(spark, cfg):
         if unknown:
             raise ConfigError(f"{cfg.source}: lm_loss.only_models: undeclared models {unknown}")
         specs = [s for s in specs if s.model_id in settings.only_models]
+    for spec in specs:
+        require_local_path(spec.path, f"lm_loss: model {spec.model_id!r}",
+                           "run 'siftlake demo_models' or fix its path in lm_loss.models (or the "
+                           "lm_loss.models_manifest)")
     lake = lake_for(spark, cfg)
     docs = sample_documents(
         passed_documents(lake, cfg).select("doc_id", "text"), fraction=settings.sample_fraction,
@@ -129,10 +147,7 @@ def run(spark, cfg):
     for spec in specs:
         log.info("lm_loss: scoring %d documents with %s (%s)", n_docs, spec.model_id, spec.path)
         losses = score_model_losses(
-            docs, model_id=spec.model_id, path=spec.path,
-            dtype=spec.dtype if spec.dtype != "auto" else settings.dtype,
-            window=spec.window or settings.window, stride=spec.stride or settings.stride,
-            max_tokens_per_batch=spec.max_tokens_per_batch or settings.max_tokens_per_batch,
+            docs, model_id=spec.model_id, path=spec.path, **scoring_settings(spec, settings)
         )
         written = lake.write(losses, MODEL_LOSSES_TABLE, partition_by=["model_id"],
                              replace_partitions={"model_id": [spec.model_id]})

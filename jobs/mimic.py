@@ -231,6 +231,7 @@ def run(spark, cfg):
     """Score the documents for every configured checkpoint; one `mimic_scores` partition each."""
     from jobs.core.base import JobReport, lake_for
     from jobs.core.config import ConfigError
+    from jobs.core.errors import require_local_path
     from jobs.core.lake import sanitize_partition_value
     from jobs.lm_loss import sample_documents
     from jobs.prefilter import filtered_count, left_out_label, passed_documents
@@ -240,6 +241,11 @@ def run(spark, cfg):
         raise ConfigError(
             f"{cfg.source}: mimic.reference_path and mimic.checkpoints must both be set"
         )
+    fix = ("run 'siftlake demo_models' (it saves the demo run) or set mimic.reference_path and "
+           "mimic.checkpoints")
+    require_local_path(settings.reference_path, "mimic.reference_path", fix)
+    for name, path in settings.checkpoints.items():
+        require_local_path(path, f"mimic.checkpoints.{name}", fix)
     lake = lake_for(spark, cfg)
     docs = passed_documents(lake, cfg)
     if settings.sample_fraction:

@@ -254,8 +254,9 @@ def run(spark, cfg):
 
     from jobs.core.base import JobReport, lake_for
     from jobs.core.config import ConfigError
+    from jobs.core.errors import require_local_path
     from jobs.mixture_plots import plot_decayed_utility, plot_error_vs_compute
-    from jobs.scaling_fit import fit_scaling_law
+    from jobs.scaling_fit import FitRefused, fit_scaling_law
     from jobs.scaling_law import frontier
 
     settings = cfg.mixture
@@ -264,11 +265,18 @@ def run(spark, cfg):
     lake = lake_for(spark, cfg)
     curated = lake.read("curated")
     sizes = bucket_sizes(curated, settings.size_unit)
-    fit = fit_scaling_law(
-        settings.observations, a=settings.a, d=settings.d, variant=settings.variant,
-        b_range=tuple(settings.b_range), tau_range=tuple(settings.tau_range),
-        on_refusal=settings.on_refusal,
-    )
+    require_local_path(settings.observations, "mixture.observations",
+                       "run 'siftlake demo_curves' or set mixture.observations")
+    try:
+        fit = fit_scaling_law(
+            settings.observations, a=settings.a, d=settings.d, variant=settings.variant,
+            b_range=tuple(settings.b_range), tau_range=tuple(settings.tau_range),
+            on_refusal=settings.on_refusal,
+        )
+    except FitRefused as refused:
+        refused.fix = ("set mixture.on_refusal: drop to plan without them, or add observations "
+                       "(more budgets, runs past one pass)")
+        raise
     plan = plan_mixture(sizes, fit.law, settings.compute_budget, settings.variant,
                         settings.size_unit, excluded=fit.refused)
     print(plan.decision, flush=True)

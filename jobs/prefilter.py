@@ -123,6 +123,7 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     rates = filter_rates(lake.read(PREFILTER_TABLE))
     passed = int(rates.loc[rates["rule"].isna(), "passed"].sum())
     details = {
+        "prefilter rows written (every document's verdict)": written.rows,
         "rules": f"{len(active_rules(settings))} of families {', '.join(settings.families) or '-'}",
         "statistics": "re-used from the stored table" if settings.rethreshold else "measured",
         **rate_details(rates),

@@ -29,6 +29,7 @@ import pandas as pd
 from deltalake import DeltaTable
 from scipy.optimize import minimize
 
+from jobs.core.errors import UserError
 from jobs.scaling_law import NORMALIZER, LawParams, PoolParams, Variant, union_error_arrays
 
 B_RANGE = (-0.5, -0.005)
@@ -41,7 +42,7 @@ ArrayLike = np.ndarray | Sequence[float]
 Grids = Mapping[str, Array]  # "b", "tau": the searched grids; "a", "d": the sweeps (or one value)
 
 
-class FitRefused(ValueError):
+class FitRefused(UserError, ValueError):
     """The data cannot support a fit; `reasons` maps a bucket (or 'a' / 'd') to why."""
 
     def __init__(self, reasons: Mapping[str, str]):
@@ -54,7 +55,7 @@ REQUIRED_COLUMNS = ("bucket", "samples_seen", "error")
 REPORT_COLUMNS = "bucket status reason n_points b tau a d rmse max_abs_residual".split()
 
 
-class ObservationsError(ValueError):
+class ObservationsError(UserError, ValueError):
     """Malformed observations; the message names the source, the column and the rows."""
 
 

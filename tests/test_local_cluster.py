@@ -32,11 +32,14 @@ def test_full_chain_on_local_cluster(tmp_path):
 
     reports = result["reports"]
     for name, report in reports.items():
-        if name not in ("demo_corpus", "demo_models", "demo_curves"):
-            counted = report["rows_out"] + report["rows_quarantined"] + report["rows_filtered"]
-            assert report["rows_in"] == counted, name
+        counted = report["rows_out"] + report["rows_quarantined"] + report["rows_filtered"]
+        assert report["rows_in"] == counted, name
     documents = table(tmp_path, "documents")
     n_docs = documents.num_rows
+    # The demo builders report what they made and what they left out.
+    assert reports["demo_corpus"]["rows_out"] == reports["ingest"]["rows_in"]
+    assert reports["demo_models"]["rows_in"] == n_docs
+    assert reports["demo_models"]["rows_out"] == min(200, n_docs)  # demo_models.max_docs
     assert reports["ingest"]["rows_quarantined"] == 9 and n_docs == 240
     # Later jobs see the documents that passed the pre-filter; the rest count as filtered.
     n_passed = sum(table(tmp_path, "prefilter").column("passed").to_pylist())

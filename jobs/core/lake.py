@@ -31,6 +31,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
+from jobs.core.errors import UserError
+from jobs.core.registry import TABLE_WRITERS
 from jobs.core.session import session_has_delta
 
 PARTITION_VALUE = re.compile(r"^[a-z0-9_-]+$")
@@ -39,6 +41,16 @@ HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 class LakeError(RuntimeError):
     """A table operation that cannot proceed; the message names the table."""
+
+
+class TableNotFound(LakeError, UserError):
+    """No Delta table where one was expected; the message names the job that writes it."""
+
+    def __init__(self, label: str, path: str):
+        writer = TABLE_WRITERS.get(label)
+        fix = f"run 'siftlake {writer}' first" if writer else "check the path"
+        super().__init__(f"table {label!r} not found at {path}; {fix}")
+        self.table = label
 
 
 @dataclass(frozen=True)
@@ -96,9 +108,7 @@ class Lake:
         try:
             return DeltaTable(self.path(name))
         except Exception as exc:
-            raise LakeError(
-                f"table {name!r} not found at {self.path(name)} (run the job that writes it first)"
-            ) from exc
+            raise TableNotFound(name, self.path(name)) from exc
 
     # -- reads -----------------------------------------------------------------------------
     def read(self, name: str, partitions: Mapping[str, Iterable[str]] | None = None) -> DataFrame:
@@ -121,9 +131,7 @@ class Lake:
         try:
             table = DeltaTable(path)
         except Exception as exc:
-            raise LakeError(
-                f"table {label!r} not found at {path} (run the job that writes it first)"
-            ) from exc
+            raise TableNotFound(label, path) from exc
         arrow_schema = pa.schema(table.schema().to_arrow())
         spark_schema = from_arrow_schema(arrow_schema)
         partition_cols = table.metadata().partition_columns

@@ -131,6 +131,7 @@ def run(spark, cfg: Config):
     if cfg.demo.build_if_missing and list(Path(out_dir).glob("corpus-*.jsonl")):
         return JobReport("demo_corpus", 0, 0, details={"corpus": f"{out_dir} (already built)"})
     counts = build_demo_corpus(out_dir, cfg.demo)
+    # A generator: every record it makes is written, bad lines included.
     return JobReport(
-        "demo_corpus", 0, 0, details={"corpus": out_dir, **counts},
-    )
+        "demo_corpus", counts["lines"], counts["lines"], details={"corpus": out_dir, **counts},
+    ).check_invariant()

@@ -282,7 +282,8 @@ def run(spark, cfg):
         from jobs.core.config import ConfigError
 
         raise ConfigError(f"{cfg.source}: mixture.observations: demo_curves needs a local CSV path")
-    curated = lake_for(spark, cfg).read("curated")
+    lake = lake_for(spark, cfg)
+    curated = lake.read("curated")
     per_bucket = settings.demo_docs_per_bucket + settings.demo_heldout_per_bucket
     texts = sample_bucket_texts(curated, per_bucket, settings.seed)
     curve_settings = CurveSettings(
@@ -294,8 +295,10 @@ def run(spark, cfg):
     out = Path(settings.observations)
     out.parent.mkdir(parents=True, exist_ok=True)
     observations.to_csv(out, index=False)
+    n_curated = lake.count("curated")
     return JobReport(
-        "demo_curves", len(texts), len(texts),
+        "demo_curves", n_curated, len(texts), rows_filtered=n_curated - len(texts),
+        filtered_label="not sampled (mixture.demo_docs_per_bucket + demo_heldout_per_bucket)",
         tables={"observations": str(out)},
         details={"buckets": observations["bucket"].nunique(), "points": len(observations)},
-    )
+    ).check_invariant()

@@ -357,7 +357,8 @@ def run(spark, cfg):
     from jobs.lm_loss import sample_documents
 
     settings = cfg.demo_models
-    docs = lake_for(spark, cfg).read("documents").select("doc_id", "text")
+    lake = lake_for(spark, cfg)
+    docs = lake.read("documents").select("doc_id", "text")
     sample = sample_documents(docs, limit=settings.max_docs, seed=settings.seed)
     texts = [r.text for r in sample.collect()]
     entries = build_demo_models(
@@ -371,12 +372,14 @@ def run(spark, cfg):
         spec=DemoModelSpec(n_layer=1, n_embd=32, n_head=2, steps=3 * settings.base_steps // 2),
         n_positions=settings.n_positions, seed=settings.seed,
     )
+    n_documents = lake.count("documents")
     return JobReport(
-        "demo_models", len(texts), len(texts),
+        "demo_models", n_documents, len(texts), rows_filtered=n_documents - len(texts),
+        filtered_label="not sampled (demo_models.max_docs)",
         tables={"models.yaml": str(root / "models.yaml")},
         details={e["model_id"]: f"benchmark {e['benchmark_score']:.4f}" for e in entries}
         | {"mimic checkpoints": ", ".join(checkpoints)},
-    )
+    ).check_invariant()
 
 
 if __name__ == "__main__":

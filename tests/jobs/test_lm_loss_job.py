@@ -4,10 +4,12 @@ import math
 
 import pytest
 
+from jobs.core.config import LMLossSettings, ModelSpec
 from jobs.lm_loss import (
     MODEL_LOSSES_COLUMNS,
     sample_documents,
     score_model_losses,
+    scoring_settings,
     validate_model_id,
 )
 from tests.lm_fixtures import (
@@ -141,7 +143,8 @@ def test_job_defaults_work_for_a_model_with_a_short_context(spark, model_dir, tm
     cfg = config_from_dict({
         "lake": {"root": str(tmp_path / "lake")},
         "prefilter": {"enabled": False},
-        "lm_loss": {"models": [{"model_id": "tiny", "path": model_dir, "benchmark_score": 1.0}]},
+        "lm_loss": {"models": [{"model_id": "tiny", "path": model_dir, "benchmark_score": 1.0}],
+                    "models_manifest": None},
     })
     assert cfg.lm_loss.window is None and cfg.lm_loss.stride is None
     texts = synthetic_texts(6, seed=5, max_words=120)
@@ -151,3 +154,32 @@ def test_job_defaults_work_for_a_model_with_a_short_context(spark, model_dir, tm
     assert report.rows_out == len(texts)
     losses = lake_for(spark, cfg).read("model_losses").toPandas()
     assert losses["bpc"].notna().all() and (losses["n_tokens"] > TINY_CONTEXT).any()
+
+
+def test_a_models_own_window_and_stride_override_the_jobs():
+    settings = LMLossSettings(window=256, stride=64, dtype="bfloat16")
+    own = ModelSpec(model_id="m", path="/m", benchmark_score=1, window=48, stride=5,
+                    dtype="float32", max_tokens_per_batch=96)
+    assert scoring_settings(own, settings) == {
+        "dtype": "float32", "window": 48, "stride": 5, "max_tokens_per_batch": 96}
+    plain = ModelSpec(model_id="p", path="/p", benchmark_score=1)
+    assert scoring_settings(plain, settings) == {
+        "dtype": "bfloat16", "window": 256, "stride": 64, "max_tokens_per_batch": 16384}
+    # Nothing set anywhere: the kernel picks the model context and PreSelect's ratio of it.
+    unset = scoring_settings(plain, LMLossSettings())
+    assert unset["window"] is None and unset["stride"] is None
+
+
+@pytest.mark.parametrize("window", [2, 3])
+def test_default_stride_is_at_least_one_when_the_ratio_rounds_to_zero(model_dir, window):
+    """window * 512 // 1900 is 0 for windows of 2 and 3; the default stride is then 1."""
+    from udfs.lm_loss import default_stride, make_lm_loss_udf, score_texts
+
+    assert window * 512 // 1900 == 0 and default_stride(window) == 1
+    lm = load_causal_lm(model_dir, device="cpu")
+    text = synthetic_texts(1, seed=3, max_words=12)[0]
+    by_default = score_texts([text], lm, window=window)
+    nll, scored = reference_nll(lm.model, lm.tokenizer, text, window, 1)
+    assert by_default["total_nll"][0] == pytest.approx(nll, rel=1e-4)
+    assert by_default["n_tokens"][0] == scored
+    assert make_lm_loss_udf(model_dir, window=window) is not None  # the job's driver-side check

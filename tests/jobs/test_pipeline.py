@@ -3,8 +3,10 @@ from pathlib import Path
 from deltalake import DeltaTable
 
 from jobs import pipeline
+from jobs.core.base import JobReport
 from jobs.core.config import load_config
 from jobs.core.lake import Lake
+from jobs.pipeline import chain_report
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
 
@@ -53,3 +55,34 @@ def test_pipeline_end_to_end_and_rerun_is_idempotent(spark, tmp_path):
     assert DeltaTable(str(tmp_path / "lake" / "curated")).version() == 1
     quarantine = Lake(spark, cfg.lake.root).read("quarantine")
     assert quarantine.count() == 9
+
+
+def test_chain_report_of_one_document_flow_counts_from_the_raw_records():
+    steps = ["demo_corpus", "ingest", "prefilter", "score", "bucketize", "mixture"]
+    reports = [
+        JobReport("demo_corpus", 109, 109),
+        JobReport("ingest", 109, 100, 9),
+        JobReport("prefilter", 100, 70, rows_filtered=30, filtered_label="filtered by rules"),
+        JobReport("score", 100, 70, rows_filtered=30, filtered_label="filtered by rules"),
+        JobReport("bucketize", 100, 68, 2, rows_filtered=30, filtered_label="filtered by rules"),
+        JobReport("mixture", 68, 40, rows_filtered=28, filtered_label="not in the mixture"),
+    ]
+    report = chain_report(steps, reports)
+    assert (report.rows_in, report.rows_out, report.rows_quarantined) == (109, 40, 11)
+    assert report.rows_filtered == 30 + 28
+    assert report.filtered_label == "filtered by rules or not in the mixture"
+
+
+def test_chain_report_off_one_flow_gives_the_last_steps_counts():
+    # lm_loss counts documents x models: no longer one flow of documents.
+    steps = ["ingest", "prefilter", "lm_loss", "predictive_strength"]
+    reports = [
+        JobReport("ingest", 109, 100, 9),
+        JobReport("prefilter", 100, 70, rows_filtered=30, filtered_label="filtered by rules"),
+        JobReport("lm_loss", 300, 210, rows_filtered=90, filtered_label="filtered by rules"),
+        JobReport("predictive_strength", 70, 66, 4),
+    ]
+    report = chain_report(steps, reports)
+    assert (report.rows_in, report.rows_out, report.rows_quarantined) == (70, 66, 4)
+    assert report.details["quarantined along the chain"] == 13
+    assert "not one document flow" in report.details["counts"]
