@@ -6,11 +6,11 @@ Every error names the file and the dotted key, e.g.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from jobs.core.errors import UserError
 
 PARTITION_VALUE_PATTERN = r"^[a-z0-9_-]+$"
 
@@ -20,7 +20,7 @@ Mode = Literal["full", "incremental"]
 MODE_FIELD_DESCRIPTION = "full: recompute and replace; incremental: only new documents, appended"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override that cannot be used; the message names the file and the key."""
 
 
@@ -31,8 +31,15 @@ class Section(BaseModel):
 
 class SparkSettings(Section):
     master: str | None = Field("local[*]", description="null keeps spark-submit's / Databricks' master")
-    app_name: str = "siftlake"
-    conf: dict[str, str] = Field(default_factory=dict)
+    app_name: str = "siftlake-local"
+    conf: dict[str, str] = Field(
+        default_factory=lambda: {
+            "spark.driver.memory": "4g",
+            "spark.sql.shuffle.partitions": "8",
+            "spark.sql.execution.arrow.maxRecordsPerBatch": "2000",
+        },
+        description="Spark settings; a file's `conf` replaces this whole mapping",
+    )
     delta: Literal["auto", "native", "delta-rs"] = Field(
         "auto", description="auto: format('delta') when the session has Delta, else delta-rs commits"
     )
@@ -74,8 +81,10 @@ class IngestSettings(Section):
     paths: list[str] = Field(default_factory=lambda: ["demo_data/corpus/*.jsonl"])
     format: Literal["jsonl", "parquet", "delta"] = "jsonl"
     text_column: str = "text"
-    id_column: str | None = None
-    source_column: str | None = Field(None, description="else the input file path is the source")
+    id_column: str | None = Field("id", description="null: doc_id = sha256(text)")
+    source_column: str | None = Field(
+        "source", description="null (or a null value in a JSON record): the input file path"
+    )
     max_doc_bytes: int = Field(1_000_000, ge=1)
     quarantine_raw_max_chars: int = Field(4096, ge=16)
 
@@ -127,7 +136,7 @@ class LMLossSettings(Section):
     mode: Mode = Field("full", description=MODE_FIELD_DESCRIPTION + " (per model_id)")
     models: list[ModelSpec] = Field(default_factory=list)
     models_manifest: str | None = Field(
-        None, description="YAML list of models (e.g. written by demo_models); merged after `models`"
+        "artifacts/demo_models/models.yaml", description="YAML list of models (e.g. written by demo_models); merged after `models`"
     )
     only_models: list[str] = Field(default_factory=list, description="rerun just these model_ids")
     sample_fraction: float | None = Field(None, gt=0, le=1)
@@ -160,7 +169,9 @@ class PreSelectSettings(Section):
     word_ngrams: int = Field(2, ge=1)
     dim: int = Field(100, ge=1)
     min_count: int = Field(1, ge=1)
-    bucket: int = Field(2_000_000, ge=0)
+    bucket: int = Field(
+        200_000, ge=0, description="recipe: 2000000 (a 256 MB model); smaller keeps the demo light"
+    )
     thread: int = Field(2, ge=1)
     holdout_fraction: float = Field(0.1, ge=0, lt=1)
     model_dir: str = "artifacts/preselect_fasttext"
@@ -169,9 +180,10 @@ class PreSelectSettings(Section):
 
 class ZipSettings(Section):
     source_table: Literal["curated", "documents"] = "curated"
-    k1: int = Field(10_000, ge=1)
-    k2: int = Field(200, ge=1)
-    k3: int = Field(100, ge=1)
+    # The paper's stage sizes are 10000 / 200 / 100 (conf/cluster.yaml); these fit the demo.
+    k1: int = Field(1_000, ge=1)
+    k2: int = Field(100, ge=1)
+    k3: int = Field(50, ge=1)
     backend: Literal["zlib9", "zstd"] = "zlib9"
     zstd_level: int = Field(3, ge=1, le=22)
     group_column: str | None = Field("quality_bucket", description="null: hash doc_id into n_groups")
@@ -191,16 +203,23 @@ class ZipSettings(Section):
 
 
 class MixtureSettings(Section):
-    observations: str | None = Field(None, description="CSV or Delta table of bucket,samples_seen,error")
-    compute_budget: float = Field(..., gt=0, description="samples (or tokens) the training run sees")
+    observations: str | None = Field(
+        "artifacts/demo_curves/observations.csv",
+        description="CSV or Delta table of bucket,samples_seen,error",
+    )
+    compute_budget: float = Field(
+        4000, gt=0, description="samples (or tokens) the training run sees; 4000 fits the demo"
+    )
     size_unit: Literal["documents", "characters"] = "documents"
     a: float | None = Field(None, gt=0, description="shared scale; null sweeps it")
     d: float | None = Field(None, ge=0, description="shared irreducible error; null sweeps it")
     variant: Literal["effective_utility", "effective_data"] = "effective_utility"
     b_range: tuple[float, float] = (-0.5, -0.005)
-    tau_range: tuple[float, float] = (1.0, 10.0)
+    tau_range: tuple[float, float] = Field(
+        (1.0, 30.0), description="the paper's is [1, 10]; tiny demo buckets decay slowly"
+    )
     on_refusal: Literal["raise", "drop"] = Field(
-        "raise", description="drop: plan without buckets the fit refuses, listing them"
+        "drop", description="drop: plan without buckets the fit refuses, listing them"
     )
     seed: int = 0
     demo_steps: int = Field(60, ge=1)
@@ -210,8 +229,16 @@ class MixtureSettings(Section):
 
 class MimicSettings(Section):
     mode: Mode = Field("full", description=MODE_FIELD_DESCRIPTION + " (per checkpoint)")
-    reference_path: str | None = None
-    checkpoints: dict[str, str] = Field(default_factory=dict, description="name -> checkpoint path")
+    reference_path: str | None = Field(
+        "artifacts/demo_models/mimic-run/final", description="θ_ref (same architecture as θ_t)"
+    )
+    checkpoints: dict[str, str] = Field(
+        default_factory=lambda: {
+            "early": "artifacts/demo_models/mimic-run/early",
+            "middle": "artifacts/demo_models/mimic-run/middle",
+        },
+        description="name -> θ_t path: saved steps of one training run",
+    )
     layer: str = Field("lm_head", description="parameter tensor name or 'lm_head' / 'last_mlp'")
     method: Literal["auto", "closed_form", "vmap"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -359,7 +386,7 @@ class Config(Section):
     lm_loss: LMLossSettings = Field(default_factory=LMLossSettings)
     preselect: PreSelectSettings = Field(default_factory=PreSelectSettings)
     zip: ZipSettings = Field(default_factory=ZipSettings)
-    mixture: MixtureSettings = Field(default_factory=lambda: MixtureSettings(compute_budget=1e4))
+    mixture: MixtureSettings = Field(default_factory=MixtureSettings)
     mimic: MimicSettings = Field(default_factory=MimicSettings)
     maintain: MaintainSettings = Field(default_factory=MaintainSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
@@ -368,91 +395,14 @@ class Config(Section):
     source: str = Field("<defaults>", exclude=True, description="file the config came from")
 
 
-def declared_models(cfg: Config) -> list[ModelSpec]:
-    """`lm_loss.models` plus the entries of `lm_loss.models_manifest` (a YAML list or {models:})."""
-    specs = list(cfg.lm_loss.models)
-    manifest = cfg.lm_loss.models_manifest
-    if manifest:
-        try:
-            data = yaml.safe_load(Path(manifest).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(
-                f"{cfg.source}: lm_loss.models_manifest: cannot read {manifest} ({exc.strerror}); "
-                "run `siftlake demo_models` or list lm_loss.models"
-            ) from None
-        entries = data.get("models") if isinstance(data, dict) else data
-        if not isinstance(entries, list):
-            raise ConfigError(f"{manifest}: models: expected a list of models")
-        for index, entry in enumerate(entries):
-            try:
-                specs.append(ModelSpec.model_validate(entry))
-            except ValidationError as exc:
-                raise ConfigError(_format_errors(f"{manifest}: models.{index}", exc)) from None
-    seen: set[str] = set()
-    for spec in specs:
-        if spec.model_id in seen:
-            raise ConfigError(f"{cfg.source}: lm_loss.models: model_id {spec.model_id!r} twice")
-        seen.add(spec.model_id)
-    if not specs:
-        raise ConfigError(f"{cfg.source}: lm_loss.models: no models declared")
-    return specs
+LOADERS = ("config_from_dict", "declared_models", "load_config")
 
 
-def _format_errors(source: str, error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "<root>"
-        lines.append(f"{source}: {key}: {item['msg']}")
-    return "\n".join(lines)
+def __getattr__(name: str):
+    """The loaders live in config_files (packaged configs, overrides, error messages), which
+    imports this module; callers import them from here."""
+    if name in LOADERS:
+        from jobs.core import config_files
 
-
-def _apply_override(data: dict[str, Any], assignment: str, source: str) -> None:
-    if "=" not in assignment:
-        raise ConfigError(f"{source}: --set {assignment!r}: expected key=value")
-    key, raw_value = assignment.split("=", 1)
-    parts = key.strip().split(".")
-    if not all(parts):
-        raise ConfigError(f"{source}: --set {assignment!r}: empty key segment")
-    try:
-        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: --set {key}: value is not valid YAML: {exc}") from exc
-    node = data
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{source}: --set {key}: {part!r} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def config_from_dict(data: dict[str, Any], source: str = "<dict>", overrides=()) -> Config:
-    data = dict(data or {})
-    for assignment in overrides:
-        _apply_override(data, assignment, f"{source} (--set)")
-    try:
-        cfg = Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(source, exc)) from None
-    cfg.source = source
-    return cfg
-
-
-def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load and validate a YAML config; `None` means built-in defaults (the embedded local setup)."""
-    if path is None:
-        return config_from_dict({}, "<defaults>", overrides)
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read config: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of sections")
-    return config_from_dict(data, source, overrides)
+        return getattr(config_files, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,8 @@ from jobs.core.lake import Lake
 
 def cfg_for(tmp_path, paths, **ingest_kw):
     return config_from_dict(
-        {"lake": {"root": str(tmp_path / "lake")}, "ingest": {"paths": paths, **ingest_kw}},
+        {"lake": {"root": str(tmp_path / "lake")},
+         "ingest": {"paths": paths, "id_column": None, "source_column": None, **ingest_kw}},
         "test.yaml",
     )
 

@@ -141,7 +141,8 @@ def test_job_defaults_work_for_a_model_with_a_short_context(spark, model_dir, tm
     cfg = config_from_dict({
         "lake": {"root": str(tmp_path / "lake")},
         "prefilter": {"enabled": False},
-        "lm_loss": {"models": [{"model_id": "tiny", "path": model_dir, "benchmark_score": 1.0}]},
+        "lm_loss": {"models": [{"model_id": "tiny", "path": model_dir, "benchmark_score": 1.0}],
+                    "models_manifest": None},
     })
     assert cfg.lm_loss.window is None and cfg.lm_loss.stride is None
     texts = synthetic_texts(6, seed=5, max_words=120)
