@@ -1,5 +1,6 @@
-"""`spark-submit --py-files siftlake.zip jobs/cli.py pipeline` as README "Running on a cluster"
-gives it, on `local[2]` with a tiny demo corpus, in a fresh working directory.
+"""`spark-submit --py-files siftlake.zip jobs/cli.py pipeline --config local` as README "Running on
+a cluster" gives it, on `local[2]` with a tiny demo corpus, in a fresh working directory; the
+packaged config is read from inside the zip.
 
 PYTHONPATH is dropped, so the driver and the executors' Python workers import siftlake from the
 zip that spark-submit puts on their path (the shared venv's editable install of the main checkout
@@ -26,11 +27,14 @@ TINY_DEMO = [
 
 
 def py_files_zip(target: Path) -> Path:
-    """The `zip -r siftlake.zip jobs udfs` of the README, without bytecode caches."""
+    """The `zip -r siftlake.zip jobs udfs` of the README (zip follows links too), without caches."""
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for package in ("jobs", "udfs"):
-            for path in sorted((ROOT / package).rglob("*")):
-                if path.is_file() and "__pycache__" not in path.parts:
+            # followlinks: jobs/conf links to conf/, and the packaged configs must be inside.
+            for folder, subfolders, files in os.walk(ROOT / package, followlinks=True):
+                subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+                for name in sorted(files):
+                    path = Path(folder) / name
                     archive.write(path, path.relative_to(ROOT).as_posix())
     return target
 
@@ -47,7 +51,7 @@ def test_spark_submit_runs_the_pipeline_from_a_py_files_zip(tmp_path):
     command = [
         str(SPARK_SUBMIT), "--master", "local[2]", "--driver-memory", "1g",
         "--conf", "spark.ui.enabled=false", "--py-files", str(archive),
-        str(ROOT / "jobs" / "cli.py"), "pipeline", "--config", str(ROOT / "conf" / "local.yaml"),
+        str(ROOT / "jobs" / "cli.py"), "pipeline", "--config", "local",
         # null: keep spark-submit's --master (a master in the YAML would replace it).
         "--set", "spark.master=null", *[a for o in TINY_DEMO for a in ("--set", o)],
     ]
