@@ -12,11 +12,14 @@ and older glibc ignore the variable. Override it with `spark.executorEnv.GLIBC_T
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
 
 from pyspark.sql import SparkSession
+
+log = logging.getLogger("siftlake")
 
 WORKER_ENV: dict[str, str] = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
 
@@ -31,6 +34,9 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.sql.shuffle.partitions": "8",
     "spark.ui.showConsoleProgress": "false",
 }
+
+# Read when the driver JVM starts: set in the YAML they only work where siftlake starts the JVM.
+DRIVER_JVM_CONF = ("spark.driver.memory", "spark.driver.extraJavaOptions", "spark.driver.extraClassPath")
 
 DELTA_CONF: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -55,6 +61,20 @@ def preload_conf(fasttext_models: Sequence[str]) -> dict[str, str]:
     }
 
 
+def session_conf(
+    conf: Mapping[str, str] | None = None,
+    use_delta_extensions: bool = False,
+    preload_fasttext: Sequence[str] = (),
+) -> dict[str, str]:
+    """Every setting a siftlake session gets: DEFAULT_CONF, Delta, preloads, then the config's."""
+    merged = dict(DEFAULT_CONF)
+    if use_delta_extensions:
+        merged.update(DELTA_CONF)
+    merged.update(preload_conf(preload_fasttext))
+    merged.update({k: str(v) for k, v in (conf or {}).items()})
+    return merged
+
+
 def build_session(
     master: str | None = "local[*]",
     app_name: str = "siftlake",
@@ -68,17 +88,20 @@ def build_session(
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     active = SparkSession.getActiveSession()
     if active is not None:
-        for key, value in (conf or {}).items():
-            _set_runtime_conf(active, key, value)
+        _, refused = apply_conf(active, conf or {})
+        if refused:
+            log.warning("the running session keeps its own value of %s", ", ".join(refused))
         return active
+    merged = session_conf(conf, use_delta_extensions, preload_fasttext)
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        # spark-submit started the driver JVM before this process read the config.
+        late = [k for k in merged if k in DRIVER_JVM_CONF]
+        if late:
+            log.warning("%s: no effect under spark-submit; pass them to spark-submit "
+                        "(--driver-memory, --driver-java-options)", ", ".join(late))
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
-    merged = dict(DEFAULT_CONF)
-    if use_delta_extensions:
-        merged.update(DELTA_CONF)
-    merged.update(preload_conf(preload_fasttext))
-    merged.update({k: str(v) for k, v in (conf or {}).items()})
     for key, value in merged.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -86,11 +109,36 @@ def build_session(
     return spark
 
 
-def _set_runtime_conf(spark: SparkSession, key: str, value: str) -> None:
+def apply_conf(
+    spark: SparkSession, conf: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Set what a running session (a notebook's, Databricks') can still change.
+
+    Returns (applied, refused), each key -> wanted value. A setting already at the wanted value
+    counts as applied; static and Spark-core settings (executor memory and environment, Python
+    worker reuse, GPU amounts, SQL extensions) are refused: they belong in the cluster's Spark
+    config. `spark.conf.set` would accept some of them (`spark.executorEnv.*`) without effect,
+    so the test is `isModifiable`, not whether `set` raises.
+    """
+    applied: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    for key, value in conf.items():
+        value = str(value)
+        if _current(spark, key) == value:
+            applied[key] = value
+        elif spark.conf.isModifiable(key):
+            spark.conf.set(key, value)
+            applied[key] = value
+        else:
+            refused[key] = value
+    return applied, refused
+
+
+def _current(spark: SparkSession, key: str) -> str | None:
     try:
-        spark.conf.set(key, str(value))
-    except Exception:  # static confs cannot change on a running session; keep the cluster's value
-        pass
+        return spark.conf.get(key, None)
+    except Exception:  # Spark Connect may refuse to read some settings
+        return None
 
 
 def session_has_delta(spark: SparkSession) -> bool:
