@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 2
+    from jobs.core.base import spark_stage
     from jobs.core.session import build_session
 
     spark = build_session(
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.spark.preload_fasttext,
     )
     try:
-        report = job_runner(args.job)(spark, cfg)
+        with spark_stage(spark, f"siftlake {args.job}"):
+            report = job_runner(args.job)(spark, cfg)
     except ConfigError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 2

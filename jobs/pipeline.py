@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from jobs.core.base import JobReport, log
+from jobs.core.base import JobReport, log, spark_stage
 from jobs.core.config import Config, ConfigError
 from jobs.core.registry import JOBS, job_runner
 
@@ -15,13 +15,15 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     if unknown:
         raise ConfigError(f"{cfg.source}: pipeline.steps: unknown steps {unknown}")
     reports = []
-    for step in steps:
+    for number, step in enumerate(steps, start=1):
         log.info("pipeline: running %s", step)
-        report = job_runner(step)(spark, cfg)
+        with spark_stage(spark, f"siftlake pipeline {number}/{len(steps)}: {step}"):
+            report = job_runner(step)(spark, cfg)
         print(report.summary(), flush=True)
         reports.append(report)
     quarantined = sum(r.rows_quarantined for r in reports)
-    last = reports[-1]
+    # The last job that moved rows (a closing `report` step writes none).
+    last = next((r for r in reversed(reports) if r.rows_in), reports[-1])
     rows_in = next((r.rows_in for r in reports if r.rows_in), 0)
     # The last job's filtered rows are those left out along the chain (e.g. by the prefilter).
     return JobReport(

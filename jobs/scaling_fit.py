@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from jobs.core.progress import progress
 from jobs.scaling_law import NORMALIZER, LawParams, PoolParams, Variant, union_error_arrays
-from jobs.scaling_observations import ObservationsError, load_observations
+from jobs.scaling_observations import ObservationsError as ObservationsError  # re-exported
+from jobs.scaling_observations import load_observations
 
-__all__ = ["FitRefused", "FitResult", "ObservationsError", "SharedKeys", "fit_scaling_law",
-           "load_observations"]
 log = logging.getLogger("siftlake")
 
 B_RANGE = (-0.5, -0.005)
@@ -133,7 +133,7 @@ def _grid_search(buckets: list[_BucketGrid], grids: Grids) -> tuple[int, int, li
     best = (np.inf, 0, 0, [])
     d_grid = grids["d"]
     d_col = d_grid[:, None, None]
-    for ai, a in enumerate(grids["a"]):
+    for ai, a in progress(enumerate(grids["a"]), "scaling-law fit: a values", len(grids["a"])):
         total = np.zeros(len(d_grid))
         picks = []
         for grid in buckets:
