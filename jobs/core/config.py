@@ -353,7 +353,23 @@ class MaintainSettings(Section):
 
 
 class ReportSettings(Section):
-    """The HTML report of the lake (`siftlake report`)."""
+    """The HTML report of the lake (`siftlake report`): <lake.artifacts>/report/index.html."""
+
+    histogram_bins: int = Field(30, ge=2, le=500, description="equal-width bins per histogram")
+    max_sources: int = Field(
+        8, ge=1, description="sources drawn as their own histogram line; the rest are pooled"
+    )
+    sample_chars: int = Field(300, ge=10, description="characters shown of each sample or example")
+    examples_per_reason: int = Field(
+        3, ge=0, description="examples per quarantine reason and per first failed pre-filter rule"
+    )
+    samples_per_bucket: int = Field(
+        3, ge=0, description="best- and worst-scored documents shown per quality bucket"
+    )
+    zip_ratio: bool = Field(
+        True, description="compress the ZIP selection and a random subset of its size to compare "
+        "their ratios (a compression pass over both)"
+    )
 
 
 class PipelineSettings(Section):
