@@ -253,7 +253,8 @@ def fit_observations(settings):
     warnings name the `mixture.*` keys to set."""
     from jobs.scaling_fit import SharedKeys, fit_scaling_law
 
-    keys = SharedKeys(*(f"mixture.{key}" for key in ("a", "a_range", "d", "d_range", "b_range")))
+    names = ("a", "a_range", "d", "d_range", "b_range", "tau_range")
+    keys = SharedKeys(*(f"mixture.{key}" for key in names))
     return fit_scaling_law(
         settings.observations, a=settings.a, d=settings.d, a_range=tuple(settings.a_range),
         d_range=tuple(settings.d_range) if settings.d_range else None, variant=settings.variant,

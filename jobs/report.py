@@ -217,10 +217,13 @@ def _buckets(ctx: ReportContext) -> Section:
              .orderBy("quality_bucket").collect())
     narrow = curated.select("doc_id", "quality_bucket", score)
     n = ctx.cfg.report.samples_per_bucket
-    order = F.col(score).desc() if best_first else F.col(score).asc()
-    reverse = F.col(score).asc() if best_first else F.col(score).desc()
-    picked = (first_per_key(narrow, "quality_bucket", order, n).withColumn("end", F.lit("best"))
-              .unionByName(first_per_key(narrow, "quality_bucket", reverse, n)
+    # Ties break by a hash of doc_id, reversed for the worst: tied buckets show different ends.
+    best = [F.col(score).desc(), hash_order().asc()] if best_first else [
+        F.col(score).asc(), hash_order().asc()]
+    worst = [F.col(score).asc(), hash_order().desc()] if best_first else [
+        F.col(score).desc(), hash_order().desc()]
+    picked = (first_per_key(narrow, "quality_bucket", best, n).withColumn("end", F.lit("best"))
+              .unionByName(first_per_key(narrow, "quality_bucket", worst, n)
                            .withColumn("end", F.lit("worst"))))
     texts = with_texts(picked, curated, ctx.cfg.report.sample_chars).orderBy(
         "quality_bucket", "end", "_rank").collect()

@@ -97,10 +97,12 @@ def histograms(
     return out
 
 
-def first_per_key(df: DataFrame, key: str | Sequence[str], order: Column, n: int) -> DataFrame:
+def first_per_key(
+    df: DataFrame, key: str | Sequence[str], order: Column | Sequence[Column], n: int
+) -> DataFrame:
     """The first `n` rows of each key by `order` (pass narrow columns: this sorts per key)."""
     keys = [key] if isinstance(key, str) else list(key)
-    window = Window.partitionBy(*keys).orderBy(order)
+    window = Window.partitionBy(*keys).orderBy(*([order] if isinstance(order, Column) else order))
     return df.withColumn("_rank", F.row_number().over(window)).where(F.col("_rank") <= n)
 
 

@@ -33,8 +33,7 @@ from scipy.optimize import minimize
 
 from jobs.core.progress import progress
 from jobs.scaling_law import NORMALIZER, LawParams, PoolParams, Variant, union_error_arrays
-from jobs.scaling_observations import ObservationsError as ObservationsError  # re-exported
-from jobs.scaling_observations import load_observations
+from jobs.scaling_observations import ObservationsError, load_observations  # noqa: F401 (re-export)
 
 log = logging.getLogger("siftlake")
 
@@ -69,6 +68,7 @@ class SharedKeys:
     d: str = "d"
     d_range: str = "d_range"
     b_range: str = "b_range"
+    tau_range: str = "tau_range"
 
 
 DEFAULT_KEYS = SharedKeys()
@@ -226,9 +226,9 @@ def _shared_d_reason(d: float, grid: Array, min_error: float, keys: SharedKeys) 
 def _edge_reasons(law: LawParams, grids: Grids, min_error: float, keys: SharedKeys) -> dict:
     reasons = {}
     for name, p in law.pools.items():
-        for label, value in (("b", p.b), ("tau", p.tau)):
+        for label, value, key in (("b", p.b, keys.b_range), ("tau", p.tau, keys.tau_range)):
             if name not in reasons and _near_edge(value, grids[label]):
-                reasons[name] = _edge_message(label, value, grids[label])
+                reasons[name] = _edge_message(label, value, grids[label]) + f"; widen {key}"
     a_grid, d_grid = grids["a"], grids["d"]
     if len(a_grid) > 1 and _near_edge(np.log(law.a), np.log(a_grid)):
         reasons["a"] = _shared_a_reason(law.a, a_grid, keys)

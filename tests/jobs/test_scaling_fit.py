@@ -134,6 +134,8 @@ def test_refuses_an_optimum_on_the_grid_edge():
     assert set(refused.value.reasons) == {"q01", "q02"}
     assert refused.value.reasons["q01"].startswith("tau = 10 is on the edge")
     assert refused.value.reasons["q02"].startswith("b = -0.5 is on the edge")
+    assert refused.value.reasons["q02"].endswith("; widen b_range")
+    assert refused.value.reasons["q01"].endswith("; widen tau_range")
     dropped = fit_scaling_law(obs, a=50.0, d=0.1, on_refusal="drop")
     assert set(dropped.law.pools) == {"q00"}
     assert dropped.law.pools["q00"].tau == pytest.approx(3.0, abs=0.05)
@@ -147,8 +149,8 @@ def test_refuses_shared_a_on_the_edge_of_its_sweep():
         fit_scaling_law(obs, a_range=(100.0, 1e4), d=0.1, keys=MIXTURE_KEYS)
 
 
-MIXTURE_KEYS = SharedKeys("mixture.a", "mixture.a_range", "mixture.d", "mixture.d_range",
-                          "mixture.b_range")
+MIXTURE_KEYS = SharedKeys(*(f"mixture.{key}" for key in (
+    "a", "a_range", "d", "d_range", "b_range", "tau_range")))
 
 
 def test_shared_d_on_the_edge_names_the_range_key_and_a_value_to_set():
