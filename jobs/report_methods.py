@@ -28,10 +28,14 @@ def preselect_section(ctx: ReportContext) -> Section:
                                       "`siftlake predictive_strength` makes it."))
     metadata = Path(ctx.cfg.preselect.model_dir) / "metadata.json"
     if metadata.is_file():
-        holdout = json.loads(metadata.read_text(encoding="utf-8")).get("holdout", {})
-        section.body.append(table(["classifier", "held-out accuracy", "held-out AUC", "fraction"],
-                                  [(str(metadata), holdout.get("accuracy"), holdout.get("auc"),
-                                    holdout.get("fraction"))]))
+        meta = json.loads(metadata.read_text(encoding="utf-8"))
+        holdout, counts = meta.get("holdout", {}), meta.get("counts", {})
+        held_out = sum(counts.get("holdout", {}).values())
+        section.body.append(table(
+            ["classifier", "trained on", "held out", "held-out accuracy", "held-out AUC"],
+            [(str(metadata), counts.get("total", 0) - held_out, held_out,
+              holdout.get("accuracy", "n/a") if held_out else "n/a (nothing held out)",
+              holdout.get("auc") if held_out else "n/a")]))
     else:
         section.body.append(paragraph(f"No classifier at {metadata}; `siftlake train_classifier` "
                                       "makes it."))
