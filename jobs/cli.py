@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         cfg = load_config(args.config, args.overrides)
+        from jobs.core.base import spark_stage
         from jobs.core.session import build_session
 
         spark = build_session(
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg.spark.delta_extensions,
             cfg.spark.preload_fasttext,
         )
-        report = job_runner(args.job)(spark, cfg)
+        with spark_stage(spark, f"siftlake {args.job}"):
+            report = job_runner(args.job)(spark, cfg)
     except UserError as exc:
         if args.log_level.upper() == "DEBUG":
             traceback.print_exc()

@@ -248,6 +248,21 @@ def _plan_rows(table: pd.DataFrame) -> list[tuple]:
     return [tuple(clean(v) for v in row) for row in table[PLAN_COLUMNS].itertuples(index=False)]
 
 
+def fit_observations(settings):
+    """The scaling-law fit of `mixture.observations` with the mixture's settings; refusals and
+    warnings name the `mixture.*` keys to set."""
+    from jobs.scaling_fit import SharedKeys, fit_scaling_law
+
+    names = ("a", "a_range", "d", "d_range", "b_range", "tau_range")
+    keys = SharedKeys(*(f"mixture.{key}" for key in names))
+    return fit_scaling_law(
+        settings.observations, a=settings.a, d=settings.d, a_range=tuple(settings.a_range),
+        d_range=tuple(settings.d_range) if settings.d_range else None, variant=settings.variant,
+        b_range=tuple(settings.b_range), tau_range=tuple(settings.tau_range),
+        on_refusal=settings.on_refusal, keys=keys,
+    )
+
+
 def run(spark, cfg):
     """Fit the law on the observations, plan for `mixture.compute_budget`, sample the mixture."""
     from pathlib import Path
@@ -256,7 +271,7 @@ def run(spark, cfg):
     from jobs.core.config import ConfigError
     from jobs.core.errors import require_local_path
     from jobs.mixture_plots import plot_decayed_utility, plot_error_vs_compute
-    from jobs.scaling_fit import FitRefused, fit_scaling_law
+    from jobs.scaling_fit import FitRefused
     from jobs.scaling_law import frontier
 
     settings = cfg.mixture
@@ -268,11 +283,7 @@ def run(spark, cfg):
     require_local_path(settings.observations, "mixture.observations",
                        "run 'siftlake demo_curves' or set mixture.observations")
     try:
-        fit = fit_scaling_law(
-            settings.observations, a=settings.a, d=settings.d, variant=settings.variant,
-            b_range=tuple(settings.b_range), tau_range=tuple(settings.tau_range),
-            on_refusal=settings.on_refusal,
-        )
+        fit = fit_observations(settings)
     except FitRefused as refused:
         refused.fix = ("set mixture.on_refusal: drop to plan without them, or add observations "
                        "(more budgets, runs past one pass)")
@@ -305,5 +316,6 @@ def run(spark, cfg):
                 "plots": str(out)},
         details={"decision": plan.decision, "chosen_k": plan.chosen_k,
                  "repeat_factor": round(plan.repeat_factor, 4),
-                 "samples_in_mixture": int(total), "refused": fit.refused or "none"},
+                 "samples_in_mixture": int(total), "refused": fit.refused or "none",
+                 **({"warnings": fit.warnings} if fit.warnings else {})},
     ).check_invariant()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from jobs.core.base import JobReport, log
+from jobs.core.base import JobReport, log, spark_stage
 from jobs.core.config import Config, ConfigError
 from jobs.core.registry import JOBS, job_runner
 
@@ -15,9 +15,10 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     if unknown:
         raise ConfigError(f"{cfg.source}: pipeline.steps: unknown steps {unknown}")
     reports = []
-    for step in steps:
+    for number, step in enumerate(steps, start=1):
         log.info("pipeline: running %s", step)
-        report = job_runner(step)(spark, cfg)
+        with spark_stage(spark, f"siftlake pipeline {number}/{len(steps)}: {step}"):
+            report = job_runner(step)(spark, cfg)
         print(report.summary(), flush=True)
         reports.append(report)
     return chain_report(steps, reports)
@@ -28,10 +29,12 @@ def chain_report(steps: list[str], reports: list[JobReport]) -> JobReport:
 
     That holds when the steps form one document flow: each step counts its input as an earlier
     step's input or output (ingest → prefilter → score → bucketize → mixture). The demo builders
-    make inputs, not lake rows, and stay out of it. Steps on a side branch (lm_loss scores a
-    sample under several models) break the flow; the headline is then the last step's own.
+    make inputs, not lake rows, and stay out of it, as do steps that move no rows (`report`).
+    Steps on a side branch (lm_loss scores a sample under several models) break the flow; the
+    headline is then the last step's own.
     """
-    flow = [r for s, r in zip(steps, reports, strict=True) if not JOBS[s].startswith("jobs.demo.")]
+    flow = [r for s, r in zip(steps, reports, strict=True)
+            if not JOBS[s].startswith("jobs.demo.") and (r.rows_in or r.rows_out)]
     flow = flow or reports
     first, last = flow[0], flow[-1]
     tables = {k: v for r in reports for k, v in r.tables.items()}

@@ -1,7 +1,7 @@
 """Fit each bucket's (b, tau) from small training runs; `a` and `d` are shared by all buckets.
 
-Observations (a DataFrame, CSV file or Delta folder): `bucket`, `samples_seen`, `error`, and
-optionally `pool_size` (samples per pass of that run, else from `pool_sizes`, e.g. the curated
+Observations (a DataFrame, CSV file or Delta folder; jobs/scaling_observations.py):
+`bucket`, `samples_seen`, `error`, and optionally `pool_size` (samples per pass of that run, else from `pool_sizes`, e.g. the curated
 bucket sizes); samples, pool sizes and the mixture budget share one unit (documents, characters
 or tokens). `error` is any positive error or loss (with a raw loss `d` absorbs the floor).
 
@@ -14,11 +14,14 @@ squared error is a quadratic in d whose coefficients take one pass per value of 
 A bucket is refused, with the reason, when it has fewer than `min_points` distinct budgets, never
 goes past one pass (tau is then unidentifiable), its error rises with training (the law has no
 harmful data: b < 0), or its optimum sits on the edge of the searched range (the true optimum
-may lie outside it).
+may lie outside it). A shared a or d on the edge always refuses, and the reason names the key
+to set (`SharedKeys`: the mixture job passes its config keys). Fitted b values close to (not on)
+the limit of the b range are kept with a warning: their ranking may be an artefact of the limit.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,17 +29,23 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from deltalake import DeltaTable
 from scipy.optimize import minimize
 
 from jobs.core.errors import UserError
+from jobs.core.progress import progress
 from jobs.scaling_law import NORMALIZER, LawParams, PoolParams, Variant, union_error_arrays
+from jobs.scaling_observations import ObservationsError, load_observations  # noqa: F401 (re-export)
+
+log = logging.getLogger("siftlake")
 
 B_RANGE = (-0.5, -0.005)
 TAU_RANGE = (1.0, 10.0)
 GRID_STEPS = 100
-DEFAULT_A_GRID = np.geomspace(1e-6, 1e12, 73)  # 4 per decade; refinement fills the gaps
+DEFAULT_A_RANGE = (1e-6, 1e12)
 DEFAULT_D_STEPS = 20
+A_STEPS_PER_DECADE = 4  # refinement fills the gaps
+D_CEILING = 0.99  # of the smallest error: d is the error's floor, so it stays below every error
+B_LIMIT_WARN_STEPS = 2  # fitted b within this many grid steps of a b_range end gets a warning
 Array = np.ndarray
 ArrayLike = np.ndarray | Sequence[float]
 Grids = Mapping[str, Array]  # "b", "tau": the searched grids; "a", "d": the sweeps (or one value)
@@ -51,95 +60,20 @@ class FitRefused(UserError, ValueError):
         super().__init__(f"scaling-law fit refused for {len(self.reasons)} item(s):\n{lines}")
 
 
-REQUIRED_COLUMNS = ("bucket", "samples_seen", "error")
+@dataclass(frozen=True)
+class SharedKeys:
+    """The names a refusal or warning tells the user to set (the mixture job: its config keys)."""
+
+    a: str = "a"
+    a_range: str = "a_range"
+    d: str = "d"
+    d_range: str = "d_range"
+    b_range: str = "b_range"
+    tau_range: str = "tau_range"
+
+
+DEFAULT_KEYS = SharedKeys()
 REPORT_COLUMNS = "bucket status reason n_points b tau a d rmse max_abs_residual".split()
-
-
-class ObservationsError(UserError, ValueError):
-    """Malformed observations; the message names the source, the column and the rows."""
-
-
-def _read_source(source: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, str, int]:
-    """(frame as strings where read from a file, name for messages, offset from row to line)."""
-    if isinstance(source, pd.DataFrame):
-        return source.reset_index(drop=True), "observations DataFrame", 0
-    path = os.fspath(source)
-    if os.path.isdir(path):
-        if not os.path.isdir(os.path.join(path, "_delta_log")):
-            raise ObservationsError(f"{path}: a folder but not a Delta table (no _delta_log)")
-        return DeltaTable(path).to_pandas(), path, 0
-    if not os.path.isfile(path):
-        raise ObservationsError(f"{path}: observations file does not exist")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ObservationsError(f"{path}: not a readable CSV: {exc}") from None
-    return frame, path, 2  # header is line 1, data row 0 is line 2
-
-
-def _bad_rows(
-    name: str, column: str, mask: np.ndarray, raw: pd.Series, why: str, line: int
-) -> None:
-    rows = np.flatnonzero(mask)
-    if len(rows):
-        where = ", ".join(
-            f"row {r + 1}" + (f" (line {r + line})" if line else "") + f" = {raw.iloc[r]!r}"
-            for r in rows[:5]
-        )
-        more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
-        raise ObservationsError(f"{name}: column '{column}' {why}: {where}{more}")
-
-
-def _positive_column(frame: pd.DataFrame, column: str, name: str, line: int) -> pd.Series:
-    raw = frame[column]
-    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
-        values = raw.astype(float)
-        _bad_rows(name, column, values.isna().to_numpy(), raw, "is empty", line)
-    else:
-        text = raw.astype(str).str.strip()
-        blank = raw.isna().to_numpy() | text.isin(["", "nan", "NaN", "None"]).to_numpy()
-        _bad_rows(name, column, blank, raw, "is empty", line)
-        values = pd.to_numeric(text, errors="coerce")
-        _bad_rows(name, column, values.isna().to_numpy(), raw, "is not a number", line)
-    bad = ~np.isfinite(values.to_numpy(float)) | (values.to_numpy(float) <= 0)
-    _bad_rows(name, column, bad, raw, "must be finite and > 0", line)
-    return values.astype(float)
-
-
-def load_observations(
-    source: pd.DataFrame | str | os.PathLike, pool_sizes: Mapping[str, float] | None = None
-) -> pd.DataFrame:
-    """Validated (bucket, samples_seen, error, pool_size) from a DataFrame, CSV or Delta path."""
-    frame, name, line = _read_source(source)
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ObservationsError(
-            f"{name}: missing column(s) {missing}; found {list(frame.columns)}; "
-            f"need {list(REQUIRED_COLUMNS)} and optionally 'pool_size'"
-        )
-    if frame.empty:
-        raise ObservationsError(f"{name}: no observation rows")
-    bucket_raw = frame["bucket"]
-    buckets = bucket_raw.astype(str).str.strip()
-    empty = bucket_raw.isna().to_numpy() | buckets.isin(["", "nan", "None"]).to_numpy()
-    _bad_rows(name, "bucket", empty, bucket_raw, "is empty", line)
-    out = pd.DataFrame(
-        {
-            "bucket": buckets,
-            "samples_seen": _positive_column(frame, "samples_seen", name, line),
-            "error": _positive_column(frame, "error", name, line),
-        }
-    )
-    if "pool_size" in frame.columns:
-        out["pool_size"] = _positive_column(frame, "pool_size", name, line)
-    else:
-        unknown = sorted(set(out["bucket"]) - set(pool_sizes or {}))
-        if unknown:
-            raise ObservationsError(
-                f"{name}: no 'pool_size' column and no pool size given for bucket(s) {unknown}"
-            )
-        out["pool_size"] = out["bucket"].map(lambda b: float(pool_sizes[b]))
-    return out
 
 
 @dataclass(frozen=True)
@@ -153,6 +87,7 @@ class FitResult:
     sse: float
     variant: str
     refused: dict[str, str] = field(default_factory=dict)  # bucket -> why (on_refusal="drop")
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -199,7 +134,7 @@ def _grid_search(buckets: list[_BucketGrid], grids: Grids) -> tuple[int, int, li
     best = (np.inf, 0, 0, [])
     d_grid = grids["d"]
     d_col = d_grid[:, None, None]
-    for ai, a in enumerate(grids["a"]):
+    for ai, a in progress(enumerate(grids["a"]), "scaling-law fit: a values", len(grids["a"])):
         total = np.zeros(len(d_grid))
         picks = []
         for grid in buckets:
@@ -265,19 +200,62 @@ def _edge_message(label: str, value: float, grid: Array) -> str:
     return f"{label} = {value:.4g} is on the edge of the searched [{grid[0]:.4g}, {grid[-1]:.4g}]"
 
 
-def _edge_reasons(law: LawParams, grids: Grids) -> dict[str, str]:
+def _g(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _shared_a_reason(a: float, grid: Array, keys: SharedKeys) -> str:
+    lo, hi = float(grid[0]), float(grid[-1])
+    wider = (lo / 1e3, hi) if np.log(a) - np.log(lo) < np.log(hi) - np.log(a) else (lo, hi * 1e3)
+    return (_edge_message("a", a, grid) + f"; set {keys.a_range}: [{_g(wider[0])}, "
+            f"{_g(wider[1])}] or fix {keys.a}")
+
+
+def _shared_d_reason(d: float, grid: Array, min_error: float, keys: SharedKeys) -> str:
+    lo, hi = float(grid[0]), float(grid[-1])
+    message = _edge_message("d", d, grid)
+    if d - lo < hi - d:  # the lower edge of a sweep that does not start at 0
+        return message + f"; set {keys.d_range}: [0, {_g(hi)}] or fix {keys.d}"
+    ceiling = D_CEILING * min_error
+    if hi < ceiling * 0.999:
+        return (message + f"; set {keys.d_range}: [{_g(lo)}, {_g(ceiling)}] (d stays below the "
+                f"smallest error, {_g(min_error)}) or fix {keys.d}")
+    return (message + f", which already reaches the smallest error ({_g(min_error)}): the curves "
+            f"flatten more than the law allows; fix {keys.d} to the error's known floor")
+
+
+def _edge_reasons(law: LawParams, grids: Grids, min_error: float, keys: SharedKeys) -> dict:
     reasons = {}
     for name, p in law.pools.items():
-        for label, value in (("b", p.b), ("tau", p.tau)):
+        for label, value, key in (("b", p.b, keys.b_range), ("tau", p.tau, keys.tau_range)):
             if name not in reasons and _near_edge(value, grids[label]):
-                reasons[name] = _edge_message(label, value, grids[label])
+                reasons[name] = _edge_message(label, value, grids[label]) + f"; widen {key}"
     a_grid, d_grid = grids["a"], grids["d"]
     if len(a_grid) > 1 and _near_edge(np.log(law.a), np.log(a_grid)):
-        reasons["a"] = _edge_message("a", law.a, a_grid) + "; widen a_grid or fix a"
+        reasons["a"] = _shared_a_reason(law.a, a_grid, keys)
     # d = 0 is the physical floor, not an artefact of the sweep: there only the top edge counts.
     if len(d_grid) > 1 and _near_edge(law.d, d_grid) and (d_grid[0] > 0 or law.d > d_grid[-1] / 2):
-        reasons["d"] = _edge_message("d", law.d, d_grid) + "; widen d_grid or fix d"
+        reasons["d"] = _shared_d_reason(law.d, d_grid, min_error, keys)
     return reasons
+
+
+def _b_limit_warnings(law: LawParams, b_grid: Array, keys: SharedKeys) -> list[str]:
+    """Fitted b close to an end of the b range (the nearer ones were refused as on the edge)."""
+    lo, hi = float(b_grid[0]), float(b_grid[-1])
+    tolerance = B_LIMIT_WARN_STEPS * (hi - lo) / (len(b_grid) - 1)
+    warnings = []
+    for limit, wider in ((lo, f"[{_g(2 * lo)}, {_g(hi)}]"), (hi, f"[{_g(lo)}, {_g(hi / 2)}]")):
+        near = {n: p.b for n, p in sorted(law.pools.items()) if abs(p.b - limit) <= tolerance}
+        if near:
+            values = ", ".join(f"{n} {_g(b)}" for n, b in near.items())
+            spread = max(near.values()) - min(near.values())
+            warnings.append(
+                f"b of {', '.join(near)} within {_g(tolerance)} of the {keys.b_range} limit "
+                f"{_g(limit)} ({values}; they differ by at most {_g(spread)}): the ranking of "
+                f"these buckets may be an artefact of the limit; set {keys.b_range}: {wider} "
+                "or add observations"
+            )
+    return warnings
 
 
 def _refine(law: LawParams, points: _Points, grids: Grids, variant: str) -> LawParams:
@@ -318,6 +296,14 @@ def _fit_once(obs: pd.DataFrame, grids: Grids, variant: str, refine: bool) -> La
     return _refine(law, _Points(obs), grids, variant) if refine else law
 
 
+def _a_sweep(a_range: tuple[float, float] | None) -> Array:
+    lo, hi = a_range or DEFAULT_A_RANGE
+    if not 0 < lo < hi:
+        raise ValueError(f"a_range needs 0 < lo < hi, got {a_range}")
+    steps = max(3, round(A_STEPS_PER_DECADE * np.log10(hi / lo)) + 1)
+    return np.geomspace(lo, hi, steps)
+
+
 def _shared_values(fixed: float | None, grid: ArrayLike | None, default: Array) -> Array:
     chosen = fixed if fixed is not None else default if grid is None else grid
     return np.atleast_1d(np.asarray(chosen, dtype=float))
@@ -331,6 +317,8 @@ def fit_scaling_law(
     d: float | None = None,
     a_grid: ArrayLike | None = None,
     d_grid: ArrayLike | None = None,
+    a_range: tuple[float, float] | None = None,
+    d_range: tuple[float, float] | None = None,
     b_range: tuple[float, float] = B_RANGE,
     tau_range: tuple[float, float] = TAU_RANGE,
     steps: int = GRID_STEPS,
@@ -339,8 +327,13 @@ def fit_scaling_law(
     variant: Variant = "effective_utility",
     refine: bool = True,
     on_refusal: Literal["raise", "drop"] = "raise",
+    keys: SharedKeys = DEFAULT_KEYS,
 ) -> FitResult:
     """Fit (b, tau) per bucket and the shared a, d (fixed when given, else swept).
+
+    A shared parameter sweeps its grid (`a_grid` / `d_grid`) or its range (`a_range`: geometric,
+    4 steps per decade; `d_range`: 20 steps); by default a spans [1e-6, 1e12] and d
+    [0, 0.95 x the smallest error fitted]. `keys` names what a refusal tells the user to set.
 
     on_refusal="raise" raises FitRefused listing every refused bucket; "drop" fits the others
     (refitting without buckets whose optimum hit an edge) and lists the refused in the result.
@@ -353,6 +346,8 @@ def fit_scaling_law(
             f"need steps >= 3, b_range lo < hi < 0, 0 < tau_range lo < hi; got "
             f"{steps}, {b_range}, {tau_range}"
         )
+    if d_range is not None and not 0 <= d_range[0] < d_range[1]:
+        raise ValueError(f"d_range needs 0 <= lo < hi, got {d_range}")
     obs = load_observations(observations, pool_sizes).reset_index(drop=True)
     refused = _refusals_before_fit(obs, min_points, rise_tolerance)
     if refused and on_refusal == "raise":
@@ -360,19 +355,20 @@ def fit_scaling_law(
     grids = {
         "b": np.linspace(b_range[0], b_range[1], steps),
         "tau": np.linspace(tau_range[0], tau_range[1], steps),
-        "a": _shared_values(a, a_grid, DEFAULT_A_GRID),
+        "a": _shared_values(a, a_grid, _a_sweep(a_range)),
     }
     while True:
         kept = obs[~obs["bucket"].isin(list(refused))].reset_index(drop=True)
         if kept.empty:
             raise FitRefused(refused)
         # By default d sweeps up to just below the smallest error still being fitted.
-        d_default = np.linspace(0.0, 0.95 * float(kept["error"].min()), DEFAULT_D_STEPS)
-        grids["d"] = _shared_values(d, d_grid, d_default)
+        min_error = float(kept["error"].min())
+        d_sweep = np.linspace(*(d_range or (0.0, 0.95 * min_error)), DEFAULT_D_STEPS)
+        grids["d"] = _shared_values(d, d_grid, d_sweep)
         if np.any(grids["a"] <= 0) or np.any(grids["d"] < 0):
             raise ValueError("a must be > 0 and d >= 0 (check a, a_grid, d, d_grid)")
         law = _fit_once(kept, grids, variant, refine)
-        edges = _edge_reasons(law, grids)
+        edges = _edge_reasons(law, grids, min_error, keys)
         if "a" in edges or "d" in edges or (edges and on_refusal == "raise"):
             raise FitRefused({**refused, **edges})
         if not edges:
@@ -381,7 +377,11 @@ def fit_scaling_law(
     predicted = _Points(kept).predict(law, variant)
     residuals = kept.assign(predicted=predicted, residual=kept["error"] - predicted)
     sse = float((residuals["residual"] ** 2).sum())
-    return FitResult(law, _report(law, residuals, obs, refused), residuals, sse, variant, refused)
+    warnings = _b_limit_warnings(law, grids["b"], keys)
+    for warning in warnings:
+        log.warning("scaling-law fit: %s", warning)
+    report = _report(law, residuals, obs, refused)
+    return FitResult(law, report, residuals, sse, variant, refused, warnings)
 
 
 def _report(

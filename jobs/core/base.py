@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
@@ -51,6 +53,23 @@ class JobReport:
         lines += [f"  table {name}: {path}" for name, path in self.tables.items()]
         lines += [f"  {key}: {value}" for key, value in self.details.items()]
         return "\n".join(lines)
+
+
+@contextmanager
+def spark_stage(spark: SparkSession, description: str) -> Iterator[None]:
+    """Label the Spark jobs started inside (the Spark UI's job description), then restore the
+    enclosing label, so a pipeline step and the sections of a job nest."""
+    try:
+        context = spark.sparkContext
+    except Exception:  # Spark Connect sessions have no SparkContext: nothing to label
+        yield
+        return
+    previous = context.getLocalProperty("spark.job.description")
+    context.setJobDescription(description)
+    try:
+        yield
+    finally:
+        context.setJobDescription(previous)
 
 
 def lake_for(spark: SparkSession, cfg: Config) -> Lake:

@@ -216,6 +216,13 @@ class MixtureSettings(Section):
     size_unit: Literal["documents", "characters"] = "documents"
     a: float | None = Field(None, gt=0, description="shared scale; null sweeps it")
     d: float | None = Field(None, ge=0, description="shared irreducible error; null sweeps it")
+    a_range: tuple[float, float] = Field(
+        (1e-6, 1e12), description="range the shared a sweeps (4 steps per decade) when a is null"
+    )
+    d_range: tuple[float, float] | None = Field(
+        None, description="range the shared d sweeps (20 steps) when d is null; null: "
+        "[0, 0.95 x the smallest observed error]"
+    )
     variant: Literal["effective_utility", "effective_data"] = "effective_utility"
     b_range: tuple[float, float] = (-0.5, -0.005)
     tau_range: tuple[float, float] = Field(
@@ -228,6 +235,14 @@ class MixtureSettings(Section):
     demo_steps: int = Field(60, ge=1)
     demo_docs_per_bucket: int = Field(200, ge=4)
     demo_heldout_per_bucket: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _shared_ranges(self) -> MixtureSettings:
+        if not 0 < self.a_range[0] < self.a_range[1]:
+            raise ValueError(f"a_range needs 0 < low < high, got {list(self.a_range)}")
+        if self.d_range is not None and not 0 <= self.d_range[0] < self.d_range[1]:
+            raise ValueError(f"d_range needs 0 <= low < high, got {list(self.d_range)}")
+        return self
 
 
 class MimicSettings(Section):
@@ -368,7 +383,23 @@ class MaintainSettings(Section):
 
 
 class ReportSettings(Section):
-    """The HTML report of the lake (`siftlake report`)."""
+    """The HTML report of the lake (`siftlake report`): <lake.artifacts>/report/index.html."""
+
+    histogram_bins: int = Field(30, ge=2, le=500, description="equal-width bins per histogram")
+    max_sources: int = Field(
+        8, ge=1, description="sources drawn as their own histogram line; the rest are pooled"
+    )
+    sample_chars: int = Field(300, ge=10, description="characters shown of each sample or example")
+    examples_per_reason: int = Field(
+        3, ge=0, description="examples per quarantine reason and per first failed pre-filter rule"
+    )
+    samples_per_bucket: int = Field(
+        3, ge=0, description="best- and worst-scored documents shown per quality bucket"
+    )
+    zip_ratio: bool = Field(
+        True, description="compress the ZIP selection and a random subset of its size to compare "
+        "their ratios (a compression pass over both)"
+    )
 
 
 class PipelineSettings(Section):

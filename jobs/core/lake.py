@@ -104,6 +104,15 @@ class Lake:
         except Exception:
             return False
 
+    def table_names(self) -> list[str]:
+        """The Delta tables directly under the root (folders holding a `_delta_log`)."""
+        fs, base = pafs.FileSystem.from_uri(self._spark_uri(self.root))
+        folders = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+        names = [f.base_name for f in folders if f.type == pafs.FileType.Directory]
+        logs = fs.get_file_info([f"{base}/{name}/_delta_log" for name in names])
+        return sorted(n for n, log in zip(names, logs, strict=True)
+                      if log.type == pafs.FileType.Directory)
+
     def table(self, name: str) -> DeltaTable:
         try:
             return DeltaTable(self.path(name))

@@ -74,6 +74,9 @@ JOB_SPECS: dict[str, JobSpec] = {
         "jobs.mimic:run_aggregate", "combine the checkpoints' Grad-Mimic votes",
         "`mimic_scores`", "`mimic_aggregate` (usable by `bucketize`)", ("mimic_aggregate",),
         ("mimic",)),
+    "report": JobSpec(
+        "jobs.report", "one self-contained HTML page of the lake", "every table present",
+        "`<lake.artifacts>/report/index.html` + PNGs", keys=("report", "lake.artifacts")),
     "pipeline": JobSpec(
         "jobs.pipeline", "run `pipeline.steps` in order", "—", "what each step writes",
         keys=("pipeline",)),

@@ -36,6 +36,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from torch import nn
 
+from jobs.core.progress import progress
 from jobs.mixture import seeded_uniform
 
 START = 256  # context padding before a sample's first byte; not a predictable byte
@@ -263,7 +264,7 @@ def demo_observations(
     if not held_out:
         raise ValueError("no held-out texts: set heldout_per_bucket > 0 or pass eval_texts")
     frames = []
-    for name, pool in pools.items():
+    for name, pool in progress(pools.items(), "demo curves: buckets trained", len(pools)):
         # One seed for every bucket: the curves differ by their data, not by initialisation.
         curve = train_curve(pool, held_out, settings, seed=settings.seed)
         frames.append(curve.assign(bucket=name, pool_size=float(len(pool))))

@@ -35,6 +35,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from jobs.core.progress import progress
 from udfs.lm_loss import score_texts
 from udfs.lm_models import LoadedLM
 
@@ -252,7 +253,7 @@ def build_demo_models(
     tokenizer = train_tokenizer(train, str(root / "tokenizer"), vocab_size=vocab_size)
     stream = pack_token_stream(tokenizer, train)
     entries = []
-    for index, spec in enumerate(specs):
+    for index, spec in progress(list(enumerate(specs)), "demo models: training"):
         model_id = f"demo-{index + 1}"
         started = time.perf_counter()
         model = init_causal_lm(

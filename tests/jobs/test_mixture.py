@@ -172,3 +172,28 @@ def test_plots_write_pngs(tmp_path):
         image = mpimg.imread(path)
         assert image.shape[0] > 200 and image.shape[1] > 300
         assert image[..., :3].std() > 0.05  # something was drawn, not a blank canvas
+
+
+def test_mixture_settings_reach_the_fit_and_its_refusal_names_the_config_keys(tmp_path):
+    from jobs.core.config import MixtureSettings
+    from jobs.mixture import fit_observations
+    from jobs.scaling_fit import FitRefused
+    from tests.jobs.test_scaling_fit import curve
+
+    path = tmp_path / "obs.csv"
+    observations = pd.DataFrame(curve("q00", PoolParams(-0.2, 3.0), 50.0, 0.3))
+    observations.to_csv(path, index=False)
+    widest = f"{0.99 * observations['error'].min():.4g}"  # just below the smallest error
+    settings = MixtureSettings(observations=str(path), compute_budget=1e4, a=50.0,
+                               d_range=(0.0, 0.1))
+    with pytest.raises(FitRefused) as refused:
+        fit_observations(settings)
+    assert f"set mixture.d_range: [0, {widest}]" in refused.value.reasons["d"]
+    assert refused.value.reasons["d"].endswith("or fix mixture.d")
+    settings.d_range = (0.0, 0.29)
+    with pytest.raises(FitRefused, match=r"d = 0.29 is on the edge"):
+        fit_observations(settings)
+    settings.d_range = (0.0, 0.5)
+    assert fit_observations(settings).law.d == pytest.approx(0.3, abs=0.01)
+    with pytest.raises(ValueError, match="d_range needs 0 <= low < high"):
+        MixtureSettings(compute_budget=1e4, d_range=(0.2, 0.1))

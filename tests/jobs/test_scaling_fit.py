@@ -8,6 +8,7 @@ from deltalake import write_deltalake
 from jobs.scaling_fit import (
     FitRefused,
     ObservationsError,
+    SharedKeys,
     fit_scaling_law,
     load_observations,
 )
@@ -133,6 +134,8 @@ def test_refuses_an_optimum_on_the_grid_edge():
     assert set(refused.value.reasons) == {"q01", "q02"}
     assert refused.value.reasons["q01"].startswith("tau = 10 is on the edge")
     assert refused.value.reasons["q02"].startswith("b = -0.5 is on the edge")
+    assert refused.value.reasons["q02"].endswith("; widen b_range")
+    assert refused.value.reasons["q01"].endswith("; widen tau_range")
     dropped = fit_scaling_law(obs, a=50.0, d=0.1, on_refusal="drop")
     assert set(dropped.law.pools) == {"q00"}
     assert dropped.law.pools["q00"].tau == pytest.approx(3.0, abs=0.05)
@@ -140,8 +143,48 @@ def test_refuses_an_optimum_on_the_grid_edge():
 
 def test_refuses_shared_a_on_the_edge_of_its_sweep():
     obs = frame(curve("q00", PoolParams(-0.2, 3.0), 50.0, 0.1))
-    with pytest.raises(FitRefused, match="a = 10 is on the edge.*widen a_grid or fix a"):
+    with pytest.raises(FitRefused, match=r"a = 10 is on the edge.*set a_range: \[1, 1e\+04\]"):
         fit_scaling_law(obs, a_grid=[1.0, 3.0, 10.0], d=0.1)
+    with pytest.raises(FitRefused, match=r"set mixture.a_range: \[0.1, 1e\+04\] or fix mixture.a"):
+        fit_scaling_law(obs, a_range=(100.0, 1e4), d=0.1, keys=MIXTURE_KEYS)
+
+
+MIXTURE_KEYS = SharedKeys(*(f"mixture.{key}" for key in (
+    "a", "a_range", "d", "d_range", "b_range", "tau_range")))
+
+
+def test_shared_d_on_the_edge_names_the_range_key_and_a_value_to_set():
+    obs = frame(curve("q00", PoolParams(-0.2, 3.0), 50.0, 0.3),
+                curve("q01", PoolParams(-0.3, 5.0), 50.0, 0.3))
+    ceiling = 0.99 * obs["error"].min()
+    with pytest.raises(FitRefused) as refused:
+        fit_scaling_law(obs, a=50.0, d_range=(0.0, 0.1), keys=MIXTURE_KEYS)
+    assert refused.value.reasons["d"] == (
+        "d = 0.1 is on the edge of the searched [0, 0.1]; set mixture.d_range: "
+        f"[0, {ceiling:.4g}] (d stays below the smallest error, {obs['error'].min():.4g}) "
+        "or fix mixture.d"
+    )
+    # the lower edge of a range that does not start at 0: widen it down to 0
+    with pytest.raises(FitRefused, match=r"d = 0.5 is on the edge.*set d_range: \[0, 0.7\]"):
+        fit_scaling_law(obs, a=50.0, d_range=(0.5, 0.7))
+    # the range suggested by the refusal recovers d
+    widened = fit_scaling_law(obs, a=50.0, d_range=(0.0, ceiling))
+    assert widened.law.d == pytest.approx(0.3, abs=0.01)
+
+
+def test_b_close_to_its_search_limit_is_kept_with_a_warning_naming_the_buckets(caplog):
+    # 1 and 1.6 grid steps from b_range's lower limit: nearer than 2 steps, not on the edge
+    truth = {"q00": PoolParams(B_GRID[1], 3.0), "q01": PoolParams(-0.492, 4.0),
+             "q02": PoolParams(-0.2, 3.0)}
+    obs = frame(*(curve(n, p, a=50.0, d=0.1) for n, p in truth.items()))
+    with caplog.at_level("WARNING", logger="siftlake"):
+        result = fit_scaling_law(obs, a=50.0, d=0.1, keys=MIXTURE_KEYS)
+    assert set(result.law.pools) == set(truth) and not result.refused
+    [warning] = result.warnings
+    assert warning.startswith("b of q00, q01 within 0.01 of the mixture.b_range limit -0.5")
+    assert "set mixture.b_range: [-1, -0.005]" in warning and "q02" not in warning
+    assert warning in caplog.text
+    assert fit_scaling_law(frame(curve("q02", truth["q02"], 50.0, 0.1)), a=50.0, d=0.1).warnings == []
 
 
 def write_csv(tmp_path, text):
