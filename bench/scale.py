@@ -12,7 +12,8 @@ deleted afterwards, and every size runs in a fresh Spark session of its own.
     BENCH scale_chain_docs_per_s_4m <documents ÷ chain seconds at 4M>
     (--big adds scale_time_10x goal<=11 and scale_peak_rss_10x goal<=1.2, against 1M)
 
-`--quick` runs 5K and 20K documents (the same figures, named as at 1M/4M) in under a minute.
+`--quick` runs 5K and 20K documents (the same figures, named as at 1M/4M) in under a minute;
+`--sizes` and `--chain` run other sizes or part of the chain (figures per job only).
 """
 
 from __future__ import annotations
@@ -123,9 +124,9 @@ def tree_rss(root: int) -> int:
     return total
 
 
-def run_chain(paths: list[str], lake: Path) -> dict[str, dict]:
+def run_chain(paths: list[str], lake: Path, chain: list[str]) -> dict[str, dict]:
     """Run the chain in a child process (its own Spark session); per job: seconds, peak RSS."""
-    command = [sys.executable, __file__, "--child", str(lake), *paths]
+    command = [sys.executable, __file__, "--chain", ",".join(chain), "--child", str(lake), *paths]
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     results: dict[str, dict] = {}
     current: list[str | None] = [None]
@@ -147,6 +148,8 @@ def run_chain(paths: list[str], lake: Path) -> dict[str, dict]:
             _, name, seconds = line.split()
             results[name] = {"seconds": float(seconds), "peak_rss": peaks.get(name, 0)}
             current[0] = None
+            print(f"  {name:10s} {float(seconds):8.1f} s   peak RSS "
+                  f"{results[name]['peak_rss'] / 2**30:.2f} GiB", flush=True)
         else:
             print("   ", line.rstrip(), flush=True)
     if child.wait() != 0:
@@ -155,7 +158,7 @@ def run_chain(paths: list[str], lake: Path) -> dict[str, dict]:
     return results
 
 
-def child_main(lake: str, paths: list[str]) -> None:
+def child_main(lake: str, paths: list[str], chain: list[str]) -> None:
     from jobs.core.config import load_config
     from jobs.core.registry import job_runner
     from jobs.core.session import build_session
@@ -165,7 +168,7 @@ def child_main(lake: str, paths: list[str]) -> None:
         [f"lake.root={lake}", f"ingest.paths={json.dumps(paths)}"],
     )
     spark = build_session(cfg.spark.master, cfg.spark.app_name, cfg.spark.conf)
-    for job in CHAIN:
+    for job in chain:
         print(f"JOB_START {job}", flush=True)
         start = time.perf_counter()
         report = job_runner(job)(spark, cfg)
@@ -179,14 +182,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5K and 20K documents")
     parser.add_argument("--big", action="store_true", help="also 10M documents")
     parser.add_argument("--workdir", default=None, help="input and lake (deleted afterwards)")
+    parser.add_argument("--sizes", default=None,
+                        help="comma-separated document counts instead (e.g. 4000000)")
+    parser.add_argument("--chain", default=",".join(CHAIN), help="jobs to run, in order")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    chain_jobs = args.chain.split(",")
     if args.child:
-        child_main(args.child[0], args.child[1:])
+        child_main(args.child[0], args.child[1:], chain_jobs)
         return
     sizes = [5_000, 20_000] if args.quick else [1_000_000, 4_000_000]
     if args.big and not args.quick:
         sizes.append(10_000_000)
+    if args.sizes:
+        sizes = [int(n) for n in args.sizes.split(",")]
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="siftlake-scale-"))
     chain: dict[int, tuple[float, int]] = {}
     try:
@@ -196,10 +205,7 @@ def main() -> None:
             size_mb = sum(os.path.getsize(p) for p in paths) / 1e6
             print(f"{n_docs:,} documents: {size_mb:,.0f} MB of JSONL written in "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
-            results = run_chain(paths, workdir / f"lake-{n_docs}")
-            for job, figures in results.items():
-                print(f"  {job:10s} {figures['seconds']:8.1f} s   peak RSS "
-                      f"{figures['peak_rss'] / 2**30:.2f} GiB", flush=True)
+            results = run_chain(paths, workdir / f"lake-{n_docs}", chain_jobs)
             seconds = sum(f["seconds"] for f in results.values())
             peak = max(f["peak_rss"] for f in results.values())
             chain[n_docs] = (seconds, peak)
@@ -209,10 +215,13 @@ def main() -> None:
             shutil.rmtree(workdir / f"lake-{n_docs}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if len(sizes) < 2:
+        return
     (t1, r1), (t4, r4) = chain[sizes[0]], chain[sizes[1]]
     print(f"BENCH scale_time_4x {t4 / t1:.3f} goal<=4.4")
     print(f"BENCH scale_peak_rss_4x {r4 / r1:.3f} goal<=1.2")
-    print(f"BENCH scale_chain_docs_per_s_4m {sizes[1] / t4:.0f}")
+    label = f"{sizes[1] / 1e6:g}m".replace(".", "_")
+    print(f"BENCH scale_chain_docs_per_s_{label} {sizes[1] / t4:.0f}")
     if len(sizes) > 2:
         t10, r10 = chain[sizes[2]]
         print(f"BENCH scale_time_10x {t10 / t1:.3f} goal<=11")

@@ -76,10 +76,12 @@ def parse_records(lines: DataFrame, settings: IngestSettings) -> DataFrame:
     Columns: text, raw_id, source_value, meta, raw, reason (null = usable so far), file, block,
     seq, row (null: JSONL line numbers come from `line_numbers`).
     """
+    # Non-deterministic for the optimizer only (the parse is pure): a filter on its output is
+    # then not pushed below the projection, which made Spark run the parse twice per pass.
     parse = make_parse_udf(
         settings.text_column, settings.id_column, settings.source_column,
         settings.quarantine_raw_max_chars,
-    )
+    ).asNondeterministic()
     parsed = lines.select(parse("line").alias("p"), "line", "file", "block", "seq")
     # The kernel keeps the line only for its own rejects; a later duplicate takes it from here
     # (computed only for quarantined rows: the documents write prunes this column).
