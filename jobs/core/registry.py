@@ -19,6 +19,7 @@ JOBS: dict[str, str] = {
     "mixture": "jobs.mixture",
     "mimic": "jobs.mimic",
     "mimic_aggregate": "jobs.mimic:run_aggregate",
+    "maintain": "jobs.maintain",
     "pipeline": "jobs.pipeline",
 }
 
