@@ -67,3 +67,39 @@ def test_incremental_chain_appends_new_results_and_a_changed_setting_recomputes(
     assert lake.commit_metadata("scores")[0]["settings"]["zstd_level"] == 9
     assert "recalibrated (`scores` was rewritten" in report.details["calibration"]
     assert lake.read("curated").where(F.col("doc_id") == "d004").count() == 0  # spam filtered
+
+
+def test_plan_appends_only_while_settings_hold_and_inputs_only_grew(tmp_path):
+    """The decision alone, on delta-rs tables (no Spark)."""
+    import json
+
+    import pyarrow as pa
+    from deltalake import CommitProperties, write_deltalake
+
+    from jobs.core.incremental import plan_output
+
+    lake = Lake(None, str(tmp_path), backend="delta-rs")
+    docs = lambda ids, mode: write_deltalake(  # noqa: E731
+        lake.path("documents"), pa.table({"doc_id": ids}), mode=mode)
+    docs(["a"], "error")
+    settings = {"zstd_level": 3}
+
+    def write_output(inputs_version):
+        meta = {"settings": settings, "inputs": {"documents": inputs_version}}
+        write_deltalake(lake.path("out"), pa.table({"doc_id": ["a"]}), mode="overwrite",
+                        commit_properties=CommitProperties(
+                            custom_metadata={"userMetadata": json.dumps(meta)}))
+
+    def plan(mode="incremental", wanted=settings):
+        return plan_output(lake, "out", mode, wanted, ["documents"], "test")
+
+    assert not plan().append and "no `out` table yet" in plan().reason
+    write_output(lake.version("documents"))
+    docs(["b"], "append")
+    lake.table("documents").optimize.compact()  # moves data, changes none
+    assert plan().append and plan().mode == "append" and plan().read_version == 0
+    assert not plan("full").append
+    changed = plan(wanted={"zstd_level": 9})
+    assert not changed.append and "['zstd_level']" in changed.reason
+    docs(["c"], "overwrite")
+    assert not plan().append and "inputs ['documents'] were rewritten" in plan().reason
