@@ -29,10 +29,11 @@ class OutputPlan:
     reason: str
     settings: dict
     inputs: dict[str, int]  # input table -> version read
+    scope: str | None = None  # a part of the table with its own settings (a model_id)
 
     @property
     def metadata(self) -> dict:
-        return {"settings": self.settings, "inputs": self.inputs}
+        return {"settings": self.settings, "inputs": self.inputs, "scope": self.scope}
 
     @property
     def mode(self) -> str:
@@ -40,15 +41,20 @@ class OutputPlan:
 
 
 def file_digest(path: str | None) -> str | None:
-    """SHA-256 of a model file (a remote URI is identified by itself)."""
+    """SHA-256 of a model file, or of a model folder's files and their names (a remote URI is
+    identified by itself)."""
     if path is None:
         return None
     if "://" in path or not Path(path).exists():
         return path
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    for file in files:
+        digest.update(str(file.relative_to(root) if root.is_dir() else "").encode())
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -61,38 +67,43 @@ def appended_only(lake: Lake, table: str, since: int) -> bool:
     return not any(commit.removes_data for commit in commits)
 
 
-def stored_metadata(lake: Lake, table: str) -> dict | None:
-    """What the newest write of `table` recorded (None: written without it)."""
-    found = [m for m in lake.commit_metadata(table) if "settings" in m]
+def stored_metadata(lake: Lake, table: str, scope: str | None = None) -> dict | None:
+    """What the newest write of `table` (of `scope` in it) recorded (None: nothing)."""
+    found = [
+        m for m in lake.commit_metadata(table) if "settings" in m and m.get("scope") == scope
+    ]
     return found[0] if found else None
 
 
 def plan_output(
-    lake: Lake, table: str, mode: str, settings: dict, inputs: list[str], job: str
+    lake: Lake, table: str, mode: str, settings: dict, inputs: list[str], job: str,
+    scope: str | None = None,
 ) -> OutputPlan:
-    """Append or recompute `table`, from the configured mode and what its last write recorded."""
+    """Append or recompute `table` (or its `scope`), from the configured mode and what its last
+    write recorded."""
     read_version = lake.version(table)
     versions = {name: lake.version(name) for name in inputs}
 
     def plan(append: bool, reason: str) -> OutputPlan:
         level = logging.INFO if append or mode == "full" else logging.WARNING
         log.log(level, "%s: %s", job, reason)
-        return OutputPlan(table, append, read_version, reason, settings, versions)
+        return OutputPlan(table, append, read_version, reason, settings, versions, scope)
 
     if mode == "full":
         return plan(False, "full mode: recomputing every document")
     if read_version < 0:
         return plan(False, f"incremental mode: no `{table}` table yet, computing every document")
-    stored = stored_metadata(lake, table)
+    stored = stored_metadata(lake, table, scope)
+    where = f"`{table}`" + (f" for {scope}" if scope else "")
     if stored is None:
-        return plan(False, f"incremental mode: `{table}` records no settings (written by a full run "
-                    "of an older siftlake): full recompute")
+        return plan(False, f"incremental mode: {where} records no settings (a new scope, or "
+                    "written by an older siftlake): computing every document")
     if stored["settings"] != settings:
         changed = sorted(
             key for key in set(settings) | set(stored["settings"])
             if settings.get(key) != stored["settings"].get(key)
         )
-        return plan(False, f"incremental mode: settings {changed} changed since `{table}` was "
+        return plan(False, f"incremental mode: settings {changed} changed since {where} was "
                     f"computed ({ {k: stored['settings'].get(k) for k in changed} } -> "
                     f"{ {k: settings.get(k) for k in changed} }): full recompute")
     rewritten = [
@@ -101,8 +112,8 @@ def plan_output(
     ]
     if rewritten:
         return plan(False, f"incremental mode: inputs {rewritten} were rewritten (not only "
-                    f"appended to) since `{table}` was computed: full recompute")
-    return plan(True, f"incremental mode: appending results for documents new since `{table}` "
+                    f"appended to) since {where} was computed: full recompute")
+    return plan(True, f"incremental mode: appending results for documents new since {where} "
                 f"version {read_version}")
 
 
