@@ -126,7 +126,7 @@ def run(spark, cfg):
     """
     from jobs.core.base import JobReport, lake_for, log
     from jobs.core.config import ConfigError, declared_models
-    from jobs.core.incremental import plan_output, without_result
+    from jobs.core.incremental import write_scope
     from jobs.prefilter import PREFILTER_TABLE, filtered_count, left_out_label, passed_documents
 
     settings = cfg.lm_loss
@@ -151,23 +151,16 @@ def run(spark, cfg):
     inputs = ["documents"] + ([PREFILTER_TABLE] if cfg.prefilter.enabled else [])
     rows_out, without_bpc, runs = 0, 0, {}
     for spec in specs:
-        plan = plan_output(lake, MODEL_LOSSES_TABLE, mode, model_settings(cfg, spec), inputs,
-                           "lm_loss", scope=spec.model_id)
-        todo = docs
-        if plan.append:
-            todo = without_result(docs, lake.read(MODEL_LOSSES_TABLE, {"model_id": [spec.model_id]}))
-        log.info("lm_loss: scoring with %s (%s): %s", spec.model_id, spec.path, plan.reason)
-        losses = score_model_losses(
-            todo, model_id=spec.model_id, path=spec.path,
-            dtype=spec.dtype if spec.dtype != "auto" else settings.dtype,
-            window=spec.window or settings.window, stride=spec.stride or settings.stride,
-            max_tokens_per_batch=spec.max_tokens_per_batch or settings.max_tokens_per_batch,
-        )
-        written = lake.write(
-            losses, MODEL_LOSSES_TABLE, partition_by=["model_id"], mode=plan.mode,
-            replace_partitions=None if plan.append else {"model_id": [spec.model_id]},
-            read_version=plan.read_version, unique_key=["doc_id", "model_id"],
-            metadata=plan.metadata,
+        log.info("lm_loss: scoring with %s (%s)", spec.model_id, spec.path)
+        plan, written = write_scope(
+            lake, docs, lambda todo, spec=spec: score_model_losses(
+                todo, model_id=spec.model_id, path=spec.path,
+                dtype=spec.dtype if spec.dtype != "auto" else settings.dtype,
+                window=spec.window or settings.window, stride=spec.stride or settings.stride,
+                max_tokens_per_batch=spec.max_tokens_per_batch or settings.max_tokens_per_batch,
+            ),
+            table=MODEL_LOSSES_TABLE, column="model_id", scope=spec.model_id, mode=mode,
+            settings=model_settings(cfg, spec), inputs=inputs, job="lm_loss",
         )
         runs[spec.model_id] = f"{written.rows:,} documents scored now ({plan.mode})"
         partition = lake.read(MODEL_LOSSES_TABLE, {"model_id": [spec.model_id]})

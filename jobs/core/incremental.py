@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import DataFrame
 
 from jobs.core.base import log
-from jobs.core.lake import Lake
+from jobs.core.lake import Lake, WriteResult
 from jobs.core.lake_files import commits_between
 
 
@@ -120,3 +121,20 @@ def plan_output(
 def without_result(docs: DataFrame, done: DataFrame) -> DataFrame:
     """Documents whose doc_id has no row in `done` yet (an anti join on the narrow id column)."""
     return docs.join(done.select("doc_id"), "doc_id", "left_anti")
+
+
+def write_scope(
+    lake: Lake, docs: DataFrame, compute: Callable[[DataFrame], DataFrame], *, table: str,
+    column: str, scope: str, mode: str, settings: dict, inputs: list[str], job: str,
+) -> tuple[OutputPlan, WriteResult]:
+    """Compute and write one partition with its own settings (a model's losses, a checkpoint's
+    scores): the documents it lacks, appended, or all of them, replacing the partition."""
+    plan = plan_output(lake, table, mode, settings, inputs, job, scope=scope)
+    if plan.append:
+        docs = without_result(docs, lake.read(table, {column: [scope]}))
+    written = lake.write(
+        compute(docs), table, partition_by=[column], mode=plan.mode,
+        replace_partitions=None if plan.append else {column: [scope]},
+        read_version=plan.read_version, unique_key=["doc_id", column], metadata=plan.metadata,
+    )
+    return plan, written
