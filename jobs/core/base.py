@@ -60,13 +60,16 @@ def lake_for(spark: SparkSession, cfg: Config) -> Lake:
 def write_quarantine(lake: Lake, rows: DataFrame, job: str) -> int:
     """Replace this job's partition of the shared quarantine table; returns the rows written.
 
-    `rows` needs columns raw, source, reason. Rerunning a job replaces its own quarantine rows.
+    `rows` needs columns raw, source, reason, and may have `line` (where in the source the row
+    sits, 1-based; null when unknown). Rerunning a job replaces its own quarantine rows.
     """
     job_value = sanitize_partition_value(job)
+    line = F.col("line") if "line" in rows.columns else F.lit(None)
     table = rows.select(
         F.col("raw").cast("string").alias("raw"),
         F.col("source").cast("string").alias("source"),
         F.col("reason").cast("string").alias("reason"),
+        line.cast("long").alias("line"),
         F.current_timestamp().alias("at"),
         F.lit(job_value).alias("job"),
     )

@@ -34,6 +34,7 @@ BAD = {
     "too_large": json.dumps({"id": "x6", "text": "y" * 500}).encode(),
     "duplicate_id": json.dumps({"id": "d0", "text": "another text with a taken id"}).encode(),
     "missing_id": json.dumps({"text": "id-less"}).encode(),
+    "invalid_unicode": b'{"id": "x7", "text": "fine", "tags": ["\\ud800"]}',
 }
 
 
@@ -54,6 +55,11 @@ def test_jsonl_every_reason_and_the_invariant(spark, tmp_path):
     quarantine = lake.read("quarantine").collect()
     assert {q.job for q in quarantine} == {"ingest"}
     assert any(q.raw.startswith('{"id": "x1"') for q in quarantine)
+    # Every quarantined line names its file and its 1-based line number there.
+    by_reason = {q.reason.split(":")[0]: q for q in quarantine}
+    for position, code in enumerate(BAD, start=len(GOOD) + 1):
+        assert by_reason[code].line == position and by_reason[code].source.endswith("in.jsonl")
+    assert by_reason["invalid_unicode"].reason == "invalid_unicode: tags[0]"
 
 
 def test_content_hash_ids_and_char_counts(spark, tmp_path):
@@ -113,3 +119,61 @@ def test_clear_errors_for_unusable_input(spark, tmp_path):
     with pytest.raises(ConfigError, match="no column 'body'"):
         ingest.run(spark, cfg_for(tmp_path, [str(tmp_path / "ints.parquet")], format="parquet",
                                   text_column="body"))
+
+
+@pytest.fixture
+def small_splits(spark):
+    """Read files in splits of 1 KB, so one file is read by several tasks."""
+    key = "spark.sql.files.maxPartitionBytes"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "1024")
+    yield
+    spark.conf.set(key, before)
+
+
+def test_line_numbers_and_first_copy_across_splits_and_files(spark, tmp_path, small_splits):
+    a = [json.dumps({"id": f"a{i}", "text": f"text of a{i} " * 4}).encode() for i in range(120)]
+    b = [json.dumps({"id": f"b{i}", "text": f"text of b{i} " * 4}).encode() for i in range(30)]
+    bad_a = {7: b"", 55: b"{broken", 99: json.dumps({"id": "a3", "text": "later copy"}).encode(),
+             118: json.dumps({"id": "x", "text": "\u0000\u200b\ufeff\u3000"}).encode()}
+    for position, line in bad_a.items():
+        a[position - 1] = line
+    b[2 - 1] = json.dumps({"id": "a3", "text": "copy in a later file"}).encode()
+    paths = [write_lines(tmp_path / "a.jsonl", a), write_lines(tmp_path / "b.jsonl", b)]
+    cfg = cfg_for(tmp_path, paths, id_column="id")
+    report = ingest.run(spark, cfg)
+    assert report.rows_in == 150 and report.rows_quarantined == 5
+    lake = Lake(spark, cfg.lake.root)
+    assert lake.read("documents").filter("doc_id = 'a3'").first().text == "text of a3 " * 4
+    found = {(q.source.rsplit("/", 1)[-1], q.line, q.reason.split(":")[0])
+             for q in lake.read("quarantine").collect()}
+    assert found == {
+        ("a.jsonl", 7, "malformed_json"), ("a.jsonl", 55, "malformed_json"),
+        ("a.jsonl", 99, "duplicate_id"), ("a.jsonl", 118, "empty_text"),
+        ("b.jsonl", 2, "duplicate_id"),
+    }
+
+
+def utf8_unchecked(values: list[bytes]) -> pa.Array:
+    """A string column holding bytes as they are: CESU-8 surrogates (ED A0 80) included."""
+    return pa.array(values, pa.binary()).view(pa.string())
+
+
+def test_columnar_invalid_unicode_and_invisible_text(spark, tmp_path):
+    lone_surrogate = b"\xed\xa0\x80"
+    table = pa.table({
+        "text": utf8_unchecked([b"good one", b"bad " + lone_surrogate, b"\x00\x00",
+                                "\u200b\ufeff\u3000".encode(), b"good two", b"good three"]),
+        "lang": utf8_unchecked([b"en", b"en", b"en", b"en", b"e" + lone_surrogate, b"en"]),
+        "info": pa.StructArray.from_arrays(
+            [utf8_unchecked([b"a", b"b", b"c", b"d", b"e", lone_surrogate])], ["who"]),
+    })
+    pq.write_table(table, tmp_path / "in.parquet")
+    cfg = cfg_for(tmp_path, [str(tmp_path / "in.parquet")], format="parquet")
+    report = ingest.run(spark, cfg)
+    assert (report.rows_in, report.rows_out, report.rows_quarantined) == (6, 1, 5)
+    lake = Lake(spark, cfg.lake.root)
+    assert lake.read("documents").first().text == "good one"
+    found = {(q.line, q.reason) for q in lake.read("quarantine").collect()}
+    assert found == {(2, "invalid_unicode: text"), (3, "empty_text"), (4, "empty_text"),
+                     (5, "invalid_unicode: lang"), (6, "invalid_unicode: info")}

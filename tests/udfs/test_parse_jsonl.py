@@ -50,3 +50,44 @@ def test_raw_is_kept_truncated_for_quarantine():
 def test_without_id_key_ids_are_not_required():
     row = parse([json.dumps({"text": "fine"}).encode()], id_key=None).iloc[0]
     assert row.reason is None and row.raw_id is None
+
+
+@pytest.mark.parametrize(
+    "line, field",
+    [
+        (b'{"id": 1, "text": "bad \\ud800 text"}', "text"),
+        (b'{"id": "\\udc00", "text": "fine"}', "id"),
+        (b'{"id": 1, "text": "fine", "src": "\\udbff"}', "src"),
+        (b'{"id": 1, "text": "fine", "m": {"tags": ["ok", "\\ud800x"]}}', "m.tags[1]"),
+        (b'{"id": 1, "text": "fine", "\\ud800key": 1}', "\\ud800key"),
+    ],
+)
+def test_lone_surrogate_anywhere_is_quarantined_naming_the_field(line, field):
+    row = parse([line], source_key="src").iloc[0]
+    assert row.reason == f"invalid_unicode: {field}"
+    assert row.text is None and row.meta is None
+    row.reason.encode("utf-8")  # the reason itself must survive Arrow
+
+
+def test_surrogate_pair_escape_is_a_valid_character():
+    row = parse([b'{"id": 1, "text": "smile \\ud83d\\ude00"}']).iloc[0]
+    assert row.reason is None and row.text == "smile \U0001F600"
+
+
+@pytest.mark.parametrize(
+    "text", ["\x00\x00\x00", "\u200b\ufeff", "\u3000 \u2028\t", "\u00a0\r\n", "\u2060\u200d"]
+)
+def test_text_without_visible_characters_is_empty(text):
+    row = parse([json.dumps({"id": 1, "text": text}).encode()]).iloc[0]
+    assert row.reason == "empty_text"
+
+
+def test_one_visible_character_is_enough():
+    row = parse([json.dumps({"id": 1, "text": "\x00\u200b.\u3000"}).encode()]).iloc[0]
+    assert row.reason is None
+
+
+def test_raw_only_for_rejected_lines():
+    good, bad = json.dumps({"id": 1, "text": "kept"}).encode(), b"{oops"
+    out = parse([good, bad])
+    assert out.raw.iloc[0] is None and out.raw.iloc[1] == "{oops"
