@@ -379,11 +379,9 @@ class Lake:
         current = table.version() if table is not None else -1
         if req.read_version is None or current == req.read_version:
             return table
-        commits = commits_between(
-            self._spark_uri(self.path(req.name)), req.read_version, current
-        )
-        others = ", ".join(f"v{c.version} {c.operation}" for c in commits)
         fs, base = self.filesystem(req.name)
+        commits = commits_between(fs, base, req.read_version, current)
+        others = ", ".join(f"v{c.version} {c.operation}" for c in commits)
         conflict = conflict_reason(commits, req.mode, req.unique_key, fs, base, our_keys)
         if conflict:
             raise ConcurrentWriteError(

@@ -205,9 +205,8 @@ class Commit:
         )
 
 
-def commits_between(table_uri: str, after: int, upto: int) -> list[Commit]:
-    """Commits after version `after` up to `upto`, read from the JSON log."""
-    fs, base = pafs.FileSystem.from_uri(table_uri)
+def commits_between(fs: pafs.FileSystem, base: str, after: int, upto: int) -> list[Commit]:
+    """Commits after version `after` up to `upto`, read from the table's JSON log."""
     commits = []
     for version in range(after + 1, upto + 1):
         with fs.open_input_stream(f"{base}/_delta_log/{version:020d}.json") as handle:
