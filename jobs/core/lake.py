@@ -35,7 +35,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from jobs.core.lake_files import (
     FILE_ROWS_SCHEMA,
@@ -46,6 +46,8 @@ from jobs.core.lake_files import (
     delete_files,
     delete_write,
     read_keys,
+    sanitize_partition_value,  # noqa: F401 - jobs import it from here
+    table_arrow_schema,
     write_task_files,
 )
 from jobs.core.session import session_has_delta
@@ -83,21 +85,6 @@ class WriteRequest:
     metadata: dict | None
     app_transaction: tuple[str, int] | None
     actions: list[AddAction] = field(default_factory=list)
-
-
-def sanitize_partition_value(value: str) -> str:
-    """Lower-case and map anything outside [a-z0-9_-] to '_' (Spark would percent-encode it)."""
-    cleaned = re.sub(r"[^a-z0-9_-]+", "_", str(value).strip().lower()).strip("_")
-    if not cleaned:
-        raise ValueError(f"{value!r} has no usable characters for a partition value")
-    return cleaned
-
-
-def table_arrow_schema(df: DataFrame, partition_by: list[str]) -> pa.Schema:
-    """Delta keeps partition columns last, as Spark's partitioned write lays them out."""
-    schema = to_arrow_schema(df.schema, timezone="UTC")
-    data_fields = [f for f in schema if f.name not in partition_by]
-    return pa.schema(data_fields + [schema.field(col) for col in partition_by])
 
 
 def _local_path(uri: str) -> str | None:
@@ -155,14 +142,21 @@ class Lake:
         return self.read_path(self.path(name), partitions, label=name)
 
     def read_path(
-        self, path: str, partitions: Mapping[str, Iterable[str]] | None = None, label: str | None = None
+        self, path: str, partitions: Mapping[str, Iterable[str]] | None = None,
+        label: str | None = None, added_after: int | None = None,
     ) -> DataFrame:
-        """Any Delta table by location (also input tables outside the lake root)."""
+        """Any Delta table by location (also input tables outside the lake root).
+
+        added_after: only the rows that commits after this version added (incremental readers;
+        delta-rs only, natively a Delta stream source does it). Partitions are not pruned then.
+        """
         label = label or path
         local = _local_path(path)
         path = local if local is not None else path
         filters = [(col, "in", list(values)) for col, values in (partitions or {}).items()]
         if self.backend == "native":
+            if added_after is not None:
+                raise LakeError(f"{label}: read new rows natively with a Delta stream source")
             df = self.spark.read.format("delta").load(self._spark_uri(path))
             for col, _, values in filters:
                 df = df.filter(F.col(col).isin(values))
@@ -177,6 +171,10 @@ class Lake:
         spark_schema = from_arrow_schema(arrow_schema)
         partition_cols = table.metadata().partition_columns
         files = table.file_uris(partition_filters=filters or None)
+        if added_after is not None:
+            commits = commits_between(*pafs.FileSystem.from_uri(self._spark_uri(path)),
+                                      added_after, table.version())
+            files = [f"{path}/{relative}" for commit in commits for relative, _ in commit.added]
         if not files:
             return self.spark.createDataFrame([], spark_schema)
         df = self.spark.read.option("basePath", self._spark_uri(path)).parquet(
@@ -199,9 +197,12 @@ class Lake:
         return self.table(name).history()
 
     def version(self, name: str) -> int:
+        return self.path_version(self.path(name))
+
+    def path_version(self, path: str) -> int:
         """The table's current version; -1 when it does not exist yet (Delta's convention)."""
         try:
-            return DeltaTable(self.path(name)).version()
+            return DeltaTable(path).version()
         except Exception:
             return -1
 

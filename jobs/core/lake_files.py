@@ -20,6 +20,8 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from pyspark.sql import DataFrame
+from pyspark.sql.pandas.types import to_arrow_schema
 
 PARTITION_VALUE = re.compile(r"^[a-z0-9_-]+$")
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
@@ -29,6 +31,21 @@ FILE_ROWS_SCHEMA = "path string, size long, partition_values string, stats strin
 # Rows buffered per partition before they are written as one row group: Arrow batches from Spark
 # hold ~2,000 rows, far too few for a row group that compresses and skips well.
 ROW_GROUP_BYTES = 32 * 1024 * 1024
+
+
+def sanitize_partition_value(value: str) -> str:
+    """Lower-case and map anything outside [a-z0-9_-] to '_' (Spark would percent-encode it)."""
+    cleaned = re.sub(r"[^a-z0-9_-]+", "_", str(value).strip().lower()).strip("_")
+    if not cleaned:
+        raise ValueError(f"{value!r} has no usable characters for a partition value")
+    return cleaned
+
+
+def table_arrow_schema(df: DataFrame, partition_by: list[str]) -> pa.Schema:
+    """Delta keeps partition columns last, as Spark's partitioned write lays them out."""
+    schema = to_arrow_schema(df.schema, timezone="UTC")
+    data_fields = [f for f in schema if f.name not in partition_by]
+    return pa.schema(data_fields + [schema.field(col) for col in partition_by])
 
 
 def file_name(write_id: str) -> str:
