@@ -63,6 +63,9 @@ def stream_pattern(pattern: str, source: str) -> str:
     folder = head if os.path.isdir(head) else os.path.dirname(head)
     if not os.path.isdir(folder):
         raise ConfigError(f"{source}: ingest.paths: no folder {folder!r} for {pattern!r}")
+    if os.path.isfile(local) and local == head:
+        # The file source reads a plain path as a folder; this glob matches just the file.
+        local = f"{local[:-1]}[{local[-1]}]"
     return f"file://{local}"
 
 

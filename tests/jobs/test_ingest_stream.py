@@ -47,3 +47,21 @@ def test_only_new_rows_of_delta_and_parquet_inputs_are_ingested(spark, tmp_path)
         assert (first.rows_in, second.rows_in, third.rows_in) == (3, 3, 0), fmt
         assert (second.rows_out, second.rows_quarantined) == (2, 1), fmt
         assert ingested(spark, cfg) == ([f"i{i}" for i in range(5)], ["duplicate_id"]), fmt
+
+
+def test_stream_patterns_turn_a_single_file_into_a_glob_of_itself(tmp_path):
+    import glob
+
+    import pytest
+
+    from jobs.core.config import ConfigError
+    from jobs.ingest_stream import stream_pattern
+
+    single = tmp_path / "a.jsonl"
+    single.write_text("")
+    (tmp_path / "b.jsonl").write_text("")
+    pattern = stream_pattern(str(single), "test.yaml").removeprefix("file://")
+    assert glob.has_magic(pattern) and glob.glob(pattern) == [str(single)]
+    assert stream_pattern(f"{tmp_path}/*.jsonl", "test.yaml") == f"file://{tmp_path}/*.jsonl"
+    with pytest.raises(ConfigError, match="ingest.paths: no folder"):
+        stream_pattern(str(tmp_path / "missing" / "*.jsonl"), "test.yaml")
