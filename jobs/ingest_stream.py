@@ -108,6 +108,12 @@ def stream_app_id(checkpoint: str) -> str:
         return f"siftlake-ingest-{json.loads(handle.read().decode())['id']}"
 
 
+def committed(lake: Lake, table: str, app: tuple[str, int]) -> bool:
+    """True when `table` already holds the app transaction's batch."""
+    done = lake.transaction_version(table, app[0])
+    return done is not None and done >= app[1]
+
+
 def already_ingested(lake: Lake, flagged: DataFrame) -> DataFrame:
     """`seq` of usable records whose id `documents` already holds (narrow columns only)."""
     if not lake.exists(DOCUMENTS_TABLE):
@@ -131,8 +137,7 @@ class BatchIngest:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         app = (stream_app_id(self.checkpoint), batch_id)
-        done = self.lake.transaction_version(DOCUMENTS_TABLE, app[0])
-        if done is not None and done >= batch_id:
+        if committed(self.lake, DOCUMENTS_TABLE, app):
             log.info("ingest: micro-batch %d was committed before its replay: skipped", batch_id)
             return
         if self.settings.format == "jsonl":
@@ -155,9 +160,11 @@ class BatchIngest:
             marked = mark_duplicates(flagged, copies)
             # Quarantine first: a crash between the two commits replays the batch against the
             # same `documents`, so it finds the same duplicates again.
-            quarantined = write_quarantine(
-                self.lake, quarantined_of(marked, line_offsets), JOB, app_transaction=app
-            )
+            rejected = quarantined_of(marked, line_offsets)
+            if committed(self.lake, QUARANTINE_TABLE, app):
+                quarantined = rejected.count()  # committed before a crash: only count them
+            else:
+                quarantined = write_quarantine(self.lake, rejected, JOB, app_transaction=app)
             written = self.lake.write(
                 documents_of(marked), DOCUMENTS_TABLE, mode="append", app_transaction=app,
                 read_version=self.lake.version(DOCUMENTS_TABLE), unique_key=["doc_id"],
@@ -172,13 +179,17 @@ class BatchIngest:
                  app[1], rows_in, written.rows, quarantined)
 
 
+def delta_app_id(path: str) -> str:
+    return f"siftlake-ingest-delta-{hashlib.sha256(path.encode()).hexdigest()[:12]}"
+
+
 def ingest_delta_versions(lake: Lake, settings: IngestSettings, writer: BatchIngest) -> None:
     """delta-rs: each input table's rows added since the version last ingested."""
     for path in expand_paths(settings.paths, writer.source):
-        app_id = f"siftlake-ingest-delta-{hashlib.sha256(path.encode()).hexdigest()[:12]}"
+        app_id = delta_app_id(path)
         done = lake.transaction_version(DOCUMENTS_TABLE, app_id)
         current = lake.path_version(path)
-        if done is not None and done >= current:
+        if committed(lake, DOCUMENTS_TABLE, (app_id, current)):
             continue
         frame = lake.read_path(path, added_after=done).select(
             "*", F.lit(path).alias("file"), F.lit(0).cast("long").alias("block"),

@@ -4,8 +4,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs import ingest
+from jobs.core.base import write_quarantine
 from jobs.core.config import config_from_dict
 from jobs.core.lake import Lake
+from jobs.ingest_stream import delta_app_id
 
 
 def config(tmp_path, fmt, paths):
@@ -40,6 +42,12 @@ def test_only_new_rows_of_delta_and_parquet_inputs_are_ingested(spark, tmp_path)
         if fmt == "delta":
             source.write(frame(range(3, 5)), "t", mode="append")
             source.write(frame([0]), "t", mode="append")  # an id ingested before
+            # A run killed between its two commits: the batch's quarantine row is in.
+            lake = Lake(spark, cfg.lake.root)
+            killed = spark.createDataFrame([("i0", paths[0], "duplicate_id")],
+                                           "raw string, source string, reason string")
+            write_quarantine(lake, killed, "ingest",
+                             app_transaction=(delta_app_id(paths[0]), source.version("t")))
         else:
             pq.write_table(pa.table(records([3, 4, 0])), folder / "part-2.parquet")
         second = ingest.run(spark, cfg)
