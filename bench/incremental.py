@@ -84,7 +84,7 @@ def tree_rss(pid: int) -> int:
 
 def run_chain(name: str, lake: Path, paths: str, overrides: list[str]) -> tuple[float, int]:
     """(seconds, peak resident bytes) of one `siftlake pipeline` process; its log (timestamped,
-    per job) is kept next to the lake as <lake>.log."""
+    per job) is kept next to the lake."""
     command = [
         sys.executable, "-m", "jobs.cli", "pipeline", "--config", str(CONF),
         "--set", f"lake.root={lake}", "--set", f"ingest.paths=['{paths}']",
@@ -107,7 +107,8 @@ def run_chain(name: str, lake: Path, paths: str, overrides: list[str]) -> tuple[
     output, _ = process.communicate()
     seconds = time.perf_counter() - start
     sampler.join()
-    Path(f"{lake}.log").write_text(output)
+    slug = name.replace(" ", "-").replace("/", "_")
+    (lake.parent / f"chain-{slug}.log").write_text(output)
     if process.returncode != 0:
         print(output[-4000:])
         raise SystemExit(f"{name}: siftlake pipeline exited {process.returncode}")
