@@ -3,6 +3,11 @@
 Buckets are quantiles of *character mass* ranked by the score, best first (`q00` holds the best
 1/n of all characters), so every bucket is an equal-size pool for the mixture law. Thresholds
 come from a sample of (score, n_chars) pairs collected to the driver: no global sort.
+
+Calibration stores the thresholds in `bucket_thresholds` (score column, direction, sample size,
+the source table's version). `bucketize.mode: incremental` places new documents with the stored
+thresholds and appends them to their partitions, so a document never changes bucket between
+daily runs; `recalibrate: true` (and full mode) recomputes the thresholds and rewrites `curated`.
 """
 
 from __future__ import annotations
@@ -12,13 +17,18 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.core.base import JobReport, lake_for, write_quarantine
+from jobs.core.base import JobReport, lake_for, log, write_quarantine
 from jobs.core.config import BucketizeSettings, Config, ConfigError
+from jobs.core.incremental import appended_only, plan_output, without_result
+from jobs.core.lake import Lake
 from jobs.ingest import DOCUMENTS_TABLE
-from jobs.prefilter import FILTERED_LABEL, filtered_count, passed_documents
+from jobs.prefilter import FILTERED_LABEL, PREFILTER_TABLE, filtered_count, passed_documents
 
 CURATED_TABLE = "curated"
+THRESHOLDS_TABLE = "bucket_thresholds"
 JOB = "bucketize"
+# The settings thresholds are calibrated for; a stored calibration with others is recomputed.
+CALIBRATION_KEYS = ("score_column", "direction", "n_buckets", "keep_top_fraction", "source_table")
 
 
 def bucket_name(index: int) -> str:
@@ -63,32 +73,79 @@ def sample_for_thresholds(scored: DataFrame, score: str, sample_rows: int, seed:
     return sample.toPandas()
 
 
-def assign_buckets(scored: DataFrame, settings: BucketizeSettings) -> tuple[DataFrame, dict]:
-    """Add quality_bucket and selected (top `keep_top_fraction` of character mass) columns."""
+def calibrate(scored: DataFrame, settings: BucketizeSettings) -> dict:
+    """Bucket thresholds and the `selected` threshold from a sample of the scored documents."""
     score = settings.score_column
-    higher = settings.direction == "higher_is_better"
     sample = sample_for_thresholds(scored, score, settings.sample_rows, settings.seed)
     fractions = [k / settings.n_buckets for k in range(1, settings.n_buckets)]
     *thresholds, keep = mass_thresholds(
         sample[score].to_numpy(), sample["n_chars"].to_numpy(),
-        fractions + [settings.keep_top_fraction], higher,
+        fractions + [settings.keep_top_fraction], settings.direction == "higher_is_better",
     )
-    selected = (F.col(score) >= keep) if higher else (F.col(score) <= keep)
-    curated = scored.withColumn("selected", selected).withColumn(
-        "quality_bucket", bucket_expression(score, thresholds, higher)
-    )
-    info = {
-        "thresholds": [round(t, 6) for t in thresholds],
-        "selected_threshold": round(keep, 6),
-        "sampled_rows": len(sample),
+    return {
+        **{key: getattr(settings, key) for key in CALIBRATION_KEYS},
+        "thresholds": thresholds, "selected_threshold": keep, "sample_rows": len(sample),
     }
-    return curated, info
 
 
-def run(spark: SparkSession, cfg: Config) -> JobReport:
-    lake = lake_for(spark, cfg)
+def place(scored: DataFrame, calibration: dict) -> DataFrame:
+    """Add quality_bucket and selected (top `keep_top_fraction` of character mass) columns."""
+    score = calibration["score_column"]
+    higher = calibration["direction"] == "higher_is_better"
+    keep = calibration["selected_threshold"]
+    selected = (F.col(score) >= keep) if higher else (F.col(score) <= keep)
+    return scored.withColumn("selected", selected).withColumn(
+        "quality_bucket", bucket_expression(score, calibration["thresholds"], higher)
+    )
+
+
+def assign_buckets(scored: DataFrame, settings: BucketizeSettings) -> tuple[DataFrame, dict]:
+    """Calibrate on `scored` and place every document of it."""
+    calibration = calibrate(scored, settings)
+    return place(scored, calibration), {
+        "thresholds": [round(t, 6) for t in calibration["thresholds"]],
+        "selected_threshold": round(calibration["selected_threshold"], 6),
+        "sampled_rows": calibration["sample_rows"],
+    }
+
+
+def store_calibration(lake: Lake, calibration: dict, source_version: int) -> int:
+    """Replace the single row of `bucket_thresholds` (older calibrations stay in its history)."""
+    row = {**calibration, "source_version": source_version}
+    frame = lake.spark.createDataFrame(
+        [row], "score_column string, direction string, n_buckets int, keep_top_fraction double, "
+        "source_table string, thresholds array<double>, selected_threshold double, "
+        "sample_rows long, source_version long",
+    ).withColumn("calibrated_at", F.current_timestamp())
+    return lake.write(frame, THRESHOLDS_TABLE, read_version=lake.version(THRESHOLDS_TABLE)).version
+
+
+def stored_calibration(lake: Lake) -> dict | None:
+    if not lake.exists(THRESHOLDS_TABLE):
+        return None
+    row = lake.read(THRESHOLDS_TABLE).first()
+    return row.asDict() if row is not None else None
+
+
+def recalibration_reason(lake: Lake, settings: BucketizeSettings, stored: dict | None) -> str | None:
+    """Why the stored thresholds cannot place new documents (None: they can)."""
+    if settings.mode == "full":
+        return "full mode"
+    if settings.recalibrate:
+        return "bucketize.recalibrate: true"
+    if stored is None:
+        return f"no `{THRESHOLDS_TABLE}` yet"
+    changed = [k for k in CALIBRATION_KEYS if stored[k] != getattr(settings, k)]
+    if changed:
+        return f"settings {changed} differ from the stored calibration"
+    if not appended_only(lake, settings.source_table, stored["source_version"]):
+        return f"`{settings.source_table}` was rewritten since the calibration"
+    return None
+
+
+def scored_documents(lake: Lake, cfg: Config, docs: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(documents with a usable score, documents whose score is missing)."""
     settings = cfg.bucketize
-    docs = passed_documents(lake, cfg)
     scores = lake.read(settings.source_table)
     if settings.score_column not in scores.columns:
         raise ConfigError(
@@ -100,12 +157,41 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     missing = F.col(settings.score_column).isNull()
     if dict(joined.dtypes)[settings.score_column] in ("double", "float"):
         missing = missing | F.isnan(settings.score_column)
-    scored = joined.filter(~missing)
-    curated, info = assign_buckets(scored, settings)
-    written = lake.write(curated, CURATED_TABLE, partition_by=["quality_bucket"])
+    return joined.filter(~missing), joined.filter(missing)
+
+
+def run(spark: SparkSession, cfg: Config) -> JobReport:
+    lake = lake_for(spark, cfg)
+    settings = cfg.bucketize
+    inputs = [DOCUMENTS_TABLE, settings.source_table]
+    inputs += [PREFILTER_TABLE] if cfg.prefilter.enabled else []
+    source_version = lake.version(settings.source_table)
+    calibration = stored_calibration(lake)
+    reason = recalibration_reason(lake, settings, calibration)
+    docs = passed_documents(lake, cfg)
+    if reason is not None:
+        log.info("bucketize: recalibrating the thresholds (%s)", reason)
+        calibration = calibrate(scored_documents(lake, cfg, docs)[0], settings)
+        thresholds_version = store_calibration(lake, calibration, source_version)
+    else:
+        thresholds_version = lake.version(THRESHOLDS_TABLE)
+    plan = plan_output(
+        lake, CURATED_TABLE, "full" if reason else settings.mode,
+        {**{k: calibration[k] for k in CALIBRATION_KEYS}, "thresholds_version": thresholds_version},
+        inputs, JOB,
+    )
+    if plan.append:
+        docs = without_result(docs, lake.read(CURATED_TABLE))
+    scored, missing = scored_documents(lake, cfg, docs)
+    written = lake.write(
+        place(scored, calibration), CURATED_TABLE, partition_by=["quality_bucket"],
+        mode=plan.mode, read_version=plan.read_version, unique_key=["doc_id"],
+        metadata=plan.metadata,
+    )
+    # Documents without a score are never in `curated`, so each run sees all of them again.
     quarantined = write_quarantine(
         lake,
-        joined.filter(missing).select(
+        missing.select(
             F.col("doc_id").alias("raw"), "source",
             F.lit(f"missing_score: {settings.score_column} is null").alias("reason"),
         ),
@@ -116,12 +202,21 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
         .agg(F.count("*").alias("docs"), F.sum("n_chars").alias("chars"))
         .orderBy("quality_bucket").toPandas()
     )
-    info["buckets"] = {
-        r.quality_bucket: f"{int(r.docs):,} docs, {int(r.chars):,} chars"
-        for r in per_bucket.itertuples()
+    info = {
+        "thresholds": [round(t, 6) for t in calibration["thresholds"]],
+        "selected_threshold": round(calibration["selected_threshold"], 6),
+        "sampled_rows": calibration["sample_rows"],
+        "calibration": f"recalibrated ({reason})" if reason else
+        f"stored thresholds ({THRESHOLDS_TABLE} version {thresholds_version})",
+        "run": f"{plan.reason}; {written.rows:,} documents placed now",
+        "buckets": {
+            r.quality_bucket: f"{int(r.docs):,} docs, {int(r.chars):,} chars"
+            for r in per_bucket.itertuples()
+        },
     }
     return JobReport(
-        JOB, lake.count(DOCUMENTS_TABLE), written.rows, quarantined,
+        JOB, lake.count(DOCUMENTS_TABLE), lake.count(CURATED_TABLE), quarantined,
         rows_filtered=filtered_count(lake, cfg), filtered_label=FILTERED_LABEL,
-        tables={CURATED_TABLE: written.path}, details=info,
+        tables={CURATED_TABLE: written.path, THRESHOLDS_TABLE: lake.path(THRESHOLDS_TABLE)},
+        details=info,
     ).check_invariant()

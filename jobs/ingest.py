@@ -270,6 +270,10 @@ def quarantine_reasons(lake: Lake) -> dict[str, int]:
 
 
 def run(spark: SparkSession, cfg: Config) -> JobReport:
+    if cfg.ingest.mode == "incremental":
+        from jobs.ingest_stream import run as run_incremental
+
+        return run_incremental(spark, cfg)
     lake = lake_for(spark, cfg)
     settings = cfg.ingest
     paths = expand_paths(settings.paths, cfg.source)

@@ -116,15 +116,32 @@ def scoring_settings(spec: ModelSpec, settings: LMLossSettings) -> dict:
     }
 
 
+def model_settings(cfg, spec) -> dict:
+    """What one model's losses depend on: a change recomputes that model's partition."""
+    from jobs.core.incremental import file_digest
+
+    settings = cfg.lm_loss
+    own = scoring_settings(spec, settings)
+    return {
+        "model_sha256": file_digest(spec.path),
+        "dtype": own["dtype"], "window": own["window"], "stride": own["stride"],
+        "sample_fraction": settings.sample_fraction, "seed": settings.seed,
+        "prefilter": cfg.prefilter.enabled,
+    }
+
+
 def run(spark, cfg):
     """Score the (sampled) documents under every declared model; one partition per model_id.
 
-    Rerunning with `lm_loss.only_models` replaces just those models' partitions.
+    Rerunning with `lm_loss.only_models` replaces just those models' partitions. In
+    incremental mode each model scores only the documents its partition lacks, while the
+    settings recorded with the partition still hold (jobs/core/incremental.py).
     """
     from jobs.core.base import JobReport, lake_for, log
     from jobs.core.config import ConfigError, declared_models
     from jobs.core.errors import require_local_path
-    from jobs.prefilter import filtered_count, left_out_label, passed_documents
+    from jobs.core.incremental import write_scope
+    from jobs.prefilter import PREFILTER_TABLE, filtered_count, left_out_label, passed_documents
 
     settings = cfg.lm_loss
     specs = declared_models(cfg)
@@ -143,17 +160,27 @@ def run(spark, cfg):
         limit=settings.sample_limit, seed=settings.seed,
     )
     n_docs, n_documents = docs.count(), lake.count("documents")
-    rows_out, without_bpc = 0, 0
+    mode = settings.mode
+    if mode == "incremental" and settings.sample_limit is not None:
+        # The documents with the smallest hashes change as the corpus grows.
+        log.warning("lm_loss: lm_loss.sample_limit draws a different sample from a grown "
+                    "corpus: full recompute (use sample_fraction for incremental runs)")
+        mode = "full"
+    inputs = ["documents"] + ([PREFILTER_TABLE] if cfg.prefilter.enabled else [])
+    rows_out, without_bpc, runs = 0, 0, {}
     for spec in specs:
-        log.info("lm_loss: scoring %d documents with %s (%s)", n_docs, spec.model_id, spec.path)
-        losses = score_model_losses(
-            docs, model_id=spec.model_id, path=spec.path, **scoring_settings(spec, settings)
+        log.info("lm_loss: scoring with %s (%s)", spec.model_id, spec.path)
+        plan, written = write_scope(
+            lake, docs, lambda todo, spec=spec: score_model_losses(
+                todo, model_id=spec.model_id, path=spec.path, **scoring_settings(spec, settings)
+            ),
+            table=MODEL_LOSSES_TABLE, column="model_id", scope=spec.model_id, mode=mode,
+            settings=model_settings(cfg, spec), inputs=inputs, job="lm_loss",
         )
-        written = lake.write(losses, MODEL_LOSSES_TABLE, partition_by=["model_id"],
-                             replace_partitions={"model_id": [spec.model_id]})
-        rows_out += written.rows
-        without_bpc += lake.read(MODEL_LOSSES_TABLE, {"model_id": [spec.model_id]}).where(
-            F.col("bpc").isNull()).count()
+        runs[spec.model_id] = f"{written.rows:,} documents scored now ({plan.mode})"
+        partition = lake.read(MODEL_LOSSES_TABLE, {"model_id": [spec.model_id]})
+        rows_out += partition.count()
+        without_bpc += partition.where(F.col("bpc").isNull()).count()
     sampled = settings.sample_fraction is not None or settings.sample_limit is not None
     return JobReport(
         "lm_loss", n_documents * len(specs), rows_out,
@@ -161,5 +188,6 @@ def run(spark, cfg):
         tables={MODEL_LOSSES_TABLE: lake.path(MODEL_LOSSES_TABLE)},
         details={"models": ", ".join(s.model_id for s in specs), "documents scored": n_docs,
                  "documents filtered by rules": filtered_count(lake, cfg),
-                 "rows_without_bpc (null + reason)": without_bpc},
+                 "rows_without_bpc (null + reason)": without_bpc,
+                 **{f"model {m}": outcome for m, outcome in runs.items()}},
     ).check_invariant()

@@ -227,14 +227,33 @@ MIMIC_SCORES_TABLE = "mimic_scores"
 MIMIC_AGGREGATE_TABLE = "mimic_aggregate"
 
 
+def checkpoint_settings(cfg, path: str) -> dict:
+    """What one checkpoint's scores depend on: a change recomputes its partition."""
+    from jobs.core.incremental import file_digest
+
+    settings = cfg.mimic
+    return {
+        "checkpoint_sha256": file_digest(path),
+        "reference_sha256": file_digest(settings.reference_path),
+        "layer": settings.layer, "method": settings.method, "dtype": settings.dtype,
+        "max_length": settings.max_length, "sample_fraction": settings.sample_fraction,
+        "seed": settings.seed, "prefilter": cfg.prefilter.enabled,
+    }
+
+
 def run(spark, cfg):
-    """Score the documents for every configured checkpoint; one `mimic_scores` partition each."""
+    """Score the documents for every configured checkpoint; one `mimic_scores` partition each.
+
+    In incremental mode each checkpoint scores only the documents its partition lacks, while
+    the settings recorded with the partition still hold (jobs/core/incremental.py).
+    """
     from jobs.core.base import JobReport, lake_for
     from jobs.core.config import ConfigError
     from jobs.core.errors import require_local_path
+    from jobs.core.incremental import write_scope
     from jobs.core.lake import sanitize_partition_value
     from jobs.lm_loss import sample_documents
-    from jobs.prefilter import filtered_count, left_out_label, passed_documents
+    from jobs.prefilter import PREFILTER_TABLE, filtered_count, left_out_label, passed_documents
 
     settings = cfg.mimic
     if not settings.reference_path or not settings.checkpoints:
@@ -251,19 +270,24 @@ def run(spark, cfg):
     if settings.sample_fraction:
         docs = sample_documents(docs, fraction=settings.sample_fraction, seed=settings.seed)
     n_docs, n_documents = docs.count(), lake.count("documents")
-    rows_out, errors = 0, 0
+    inputs = ["documents"] + ([PREFILTER_TABLE] if cfg.prefilter.enabled else [])
+    rows_out, errors, runs = 0, 0, {}
     for name, path in settings.checkpoints.items():
         checkpoint = sanitize_partition_value(name)
-        scored = score_mimic(
-            docs.select("doc_id", "text"), checkpoint=checkpoint, current_path=path,
-            reference_path=settings.reference_path, layer=settings.layer, dtype=settings.dtype,
-            max_length=settings.max_length, batch_size=settings.batch_size, method=settings.method,
+        plan, written = write_scope(
+            lake, docs.select("doc_id", "text"), lambda todo, c=checkpoint, p=path: score_mimic(
+                todo, checkpoint=c, current_path=p, reference_path=settings.reference_path,
+                layer=settings.layer, dtype=settings.dtype, max_length=settings.max_length,
+                batch_size=settings.batch_size, method=settings.method,
+            ),
+            table=MIMIC_SCORES_TABLE, column="checkpoint", scope=checkpoint,
+            mode=settings.mode, settings=checkpoint_settings(cfg, path), inputs=inputs,
+            job="mimic",
         )
-        written = lake.write(scored, MIMIC_SCORES_TABLE, partition_by=["checkpoint"],
-                             replace_partitions={"checkpoint": [checkpoint]})
-        rows_out += written.rows
-        errors += lake.read(MIMIC_SCORES_TABLE, {"checkpoint": [checkpoint]}).where(
-            F.col("error").isNotNull()).count()
+        runs[checkpoint] = f"{written.rows:,} documents scored now ({plan.mode})"
+        partition = lake.read(MIMIC_SCORES_TABLE, {"checkpoint": [checkpoint]})
+        rows_out += partition.count()
+        errors += partition.where(F.col("error").isNotNull()).count()
     n_checkpoints = len(settings.checkpoints)
     return JobReport(
         "mimic", n_documents * n_checkpoints, rows_out,
@@ -272,7 +296,8 @@ def run(spark, cfg):
         tables={MIMIC_SCORES_TABLE: lake.path(MIMIC_SCORES_TABLE)},
         details={"checkpoints": ", ".join(settings.checkpoints), "documents scored": n_docs,
                  "documents filtered by rules": filtered_count(lake, cfg),
-                 "rows_without_score": errors},
+                 "rows_without_score": errors,
+                 **{f"checkpoint {c}": outcome for c, outcome in runs.items()}},
     ).check_invariant()
 
 

@@ -5,7 +5,8 @@ The statistics are measured in one scan by one Arrow UDF (udfs/prefilter.py) and
 rules (jobs/prefilter_rules.py) only compare stored columns with config, so
 `prefilter.rethreshold: true` re-applies changed thresholds without reading a document.
 Documents that fail are valid input left out on purpose, not quarantine: reports count them as
-filtered, per rule and per source.
+filtered, per rule and per source. `prefilter.mode: incremental` measures only documents not in
+`prefilter` yet and appends them while the recorded rules still hold (jobs/core/incremental.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pyspark.sql import functions as F
 
 from jobs.core.base import JobReport, lake_for
 from jobs.core.config import Config, ConfigError
+from jobs.core.incremental import plan_output, without_result
 from jobs.core.lake import Lake
 from jobs.ingest import DOCUMENTS_TABLE
 from jobs.prefilter_rules import RULE_NAMES, active_rules, apply_rules
@@ -112,25 +114,39 @@ def rate_details(rates: pd.DataFrame) -> dict[str, str]:
     return details
 
 
+def rule_settings(cfg: Config) -> dict:
+    """The rules the verdicts depend on (statistics are measured the same way for any rules)."""
+    return cfg.prefilter.model_dump(exclude={"enabled", "mode", "rethreshold"})
+
+
 def run(spark: SparkSession, cfg: Config) -> JobReport:
     lake = lake_for(spark, cfg)
     settings = cfg.prefilter
+    mode = "full" if settings.rethreshold else settings.mode
+    plan = plan_output(lake, PREFILTER_TABLE, mode, rule_settings(cfg), [DOCUMENTS_TABLE], JOB)
     if settings.rethreshold:
         statistics, rows_in = stored_statistics(lake, cfg), lake.count(PREFILTER_TABLE)
     else:
-        statistics, rows_in = measure(lake.read(DOCUMENTS_TABLE)), lake.count(DOCUMENTS_TABLE)
-    written = lake.write(prefilter_table(statistics, cfg), PREFILTER_TABLE)
+        docs, rows_in = lake.read(DOCUMENTS_TABLE), lake.count(DOCUMENTS_TABLE)
+        if plan.append:
+            docs = without_result(docs, lake.read(PREFILTER_TABLE))
+        statistics = measure(docs)
+    written = lake.write(
+        prefilter_table(statistics, cfg), PREFILTER_TABLE, mode=plan.mode,
+        read_version=plan.read_version, unique_key=["doc_id"], metadata=plan.metadata,
+    )
     rates = filter_rates(lake.read(PREFILTER_TABLE))
     passed = int(rates.loc[rates["rule"].isna(), "passed"].sum())
     details = {
         "prefilter rows written (every document's verdict)": written.rows,
         "rules": f"{len(active_rules(settings))} of families {', '.join(settings.families) or '-'}",
         "statistics": "re-used from the stored table" if settings.rethreshold else "measured",
+        "run": f"{plan.reason}; {written.rows:,} documents judged now",
         **rate_details(rates),
     }
     return JobReport(
-        JOB, rows_in, passed, rows_filtered=written.rows - passed, filtered_label=FILTERED_LABEL,
-        tables={PREFILTER_TABLE: written.path}, details=details,
+        JOB, rows_in, passed, rows_filtered=lake.count(PREFILTER_TABLE) - passed,
+        filtered_label=FILTERED_LABEL, tables={PREFILTER_TABLE: written.path}, details=details,
     ).check_invariant()
 
 

@@ -1,6 +1,9 @@
 """score: `documents` → `scores` (doc_id, n_chars, one column per configured scorer).
 
 Scorers run as pandas UDFs over the same scan, so adding one costs its kernel, not another read.
+`score.mode: incremental` scores only passed documents without a score yet and appends them, as
+long as the settings recorded with the scores (scorers, zstd level, fastText model digest) still
+hold (jobs/core/incremental.py).
 """
 
 from __future__ import annotations
@@ -16,8 +19,14 @@ from pyspark.sql import functions as F
 
 from jobs.core.base import JobReport, lake_for
 from jobs.core.config import Config, ConfigError, ScoreSettings
+from jobs.core.incremental import file_digest, plan_output, without_result
 from jobs.ingest import DOCUMENTS_TABLE
-from jobs.prefilter import FILTERED_LABEL, filtered_count, passed_documents
+from jobs.prefilter import (
+    FILTERED_LABEL,
+    PREFILTER_TABLE,
+    filtered_count,
+    passed_documents,
+)
 from udfs.compression import make_zstd_ratio_udf
 
 SCORES_TABLE = "scores"
@@ -89,15 +98,37 @@ def score_documents(
     return docs.select(*columns)
 
 
+def score_settings(cfg: Config, fasttext_path: str | None) -> dict:
+    """What the scores depend on: a change makes an incremental run recompute them all."""
+    settings: dict = {"scorers": list(cfg.score.scorers), "prefilter": cfg.prefilter.enabled}
+    if "zstd" in cfg.score.scorers:
+        settings["zstd_level"] = cfg.score.zstd_level
+    if "fasttext" in cfg.score.scorers:
+        settings["fasttext_model_sha256"] = file_digest(fasttext_path)
+        settings["fasttext_positive_label"] = cfg.score.fasttext_positive_label
+    return settings
+
+
 def run(spark: SparkSession, cfg: Config) -> JobReport:
     lake = lake_for(spark, cfg)
-    docs = passed_documents(lake, cfg)
     fasttext_path = fasttext_model_path(cfg) if "fasttext" in cfg.score.scorers else None
-    written = lake.write(score_documents(spark, docs, cfg.score, fasttext_path), SCORES_TABLE)
-    rows_in = lake.count(DOCUMENTS_TABLE)
+    inputs = [DOCUMENTS_TABLE] + ([PREFILTER_TABLE] if cfg.prefilter.enabled else [])
+    plan = plan_output(
+        lake, SCORES_TABLE, cfg.score.mode, score_settings(cfg, fasttext_path), inputs, JOB
+    )
+    docs = passed_documents(lake, cfg)
+    if plan.append:
+        docs = without_result(docs, lake.read(SCORES_TABLE))
+    written = lake.write(
+        score_documents(spark, docs, cfg.score, fasttext_path), SCORES_TABLE, mode=plan.mode,
+        read_version=plan.read_version, unique_key=["doc_id"], metadata=plan.metadata,
+    )
     return JobReport(
-        JOB, rows_in, written.rows,
+        JOB, lake.count(DOCUMENTS_TABLE), lake.count(SCORES_TABLE),
         rows_filtered=filtered_count(lake, cfg), filtered_label=FILTERED_LABEL,
         tables={SCORES_TABLE: written.path},
-        details={"scorers": ", ".join(SCORE_COLUMNS[s] for s in cfg.score.scorers)},
+        details={
+            "scorers": ", ".join(SCORE_COLUMNS[s] for s in cfg.score.scorers),
+            "run": f"{plan.reason}; {written.rows:,} documents scored now",
+        },
     ).check_invariant()

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from databricks.bundles.jobs import Job
 
-from jobs.cli import parse_args
+from jobs.cli import build_parser
 from jobs.core.config import load_config
 from jobs.core.registry import JOBS
 
@@ -114,7 +114,7 @@ def test_job_loads_typed_and_its_tasks_run_siftlake_jobs_in_chain_order(key):
             "--config", "{{job.parameters.config}}", "--set", "lake.root={{job.parameters.lake_root}}"
         ]
         # siftlake's own parser and config accept every argument (a misspelt key fails here).
-        parsed = parse_args([JOB_PARAMETER.sub("x", a) for a in args])
+        parsed = build_parser().parse_args([JOB_PARAMETER.sub("x", a) for a in args])
         load_config(None, parsed.overrides)
 
         runtime = clusters[task.job_cluster_key]["spark_version"]

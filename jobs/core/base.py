@@ -76,11 +76,15 @@ def lake_for(spark: SparkSession, cfg: Config) -> Lake:
     return Lake(spark, cfg.lake.root, cfg.spark.delta)
 
 
-def write_quarantine(lake: Lake, rows: DataFrame, job: str) -> int:
+def write_quarantine(
+    lake: Lake, rows: DataFrame, job: str, app_transaction: tuple[str, int] | None = None
+) -> int:
     """Replace this job's partition of the shared quarantine table; returns the rows written.
 
     `rows` needs columns raw, source, reason, and may have `line` (where in the source the row
-    sits, 1-based; null when unknown). Rerunning a job replaces its own quarantine rows.
+    sits, 1-based; null when unknown). Rerunning a job replaces its own quarantine rows; with
+    `app_transaction` (a streaming micro-batch: app id, batch id) the rows are appended to the
+    partition instead, once per batch however often it is replayed.
     """
     job_value = sanitize_partition_value(job)
     line = F.col("line") if "line" in rows.columns else F.lit(None)
@@ -92,6 +96,9 @@ def write_quarantine(lake: Lake, rows: DataFrame, job: str) -> int:
         F.current_timestamp().alias("at"),
         F.lit(job_value).alias("job"),
     )
+    if app_transaction is not None:
+        return lake.write(table, QUARANTINE_TABLE, partition_by=["job"], mode="append",
+                          app_transaction=app_transaction).rows
     result = lake.write(
         table, QUARANTINE_TABLE, partition_by=["job"], replace_partitions={"job": [job_value]}
     )

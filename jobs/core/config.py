@@ -37,8 +37,10 @@ class SparkSettings(Section):
     conf: dict[str, str] = Field(
         default_factory=lambda: {
             "spark.driver.memory": "4g",
-            "spark.sql.shuffle.partitions": "8",
+            "spark.sql.shuffle.partitions": "16",
+            "spark.sql.files.maxPartitionBytes": "64m",
             "spark.sql.execution.arrow.maxRecordsPerBatch": "2000",
+            "spark.sql.execution.arrow.maxBytesPerBatch": "64m",
         },
         description="Spark settings; a file's `conf` replaces this whole mapping",
     )
@@ -380,6 +382,19 @@ class PrefilterSettings(Section):
 
 class MaintainSettings(Section):
     """Table maintenance: compaction, VACUUM, leftovers of killed writes."""
+
+    tables: list[str] = Field(
+        default_factory=list, description="tables to maintain; empty: every table under lake.root"
+    )
+    compact: bool = Field(True, description="rewrite the small files appends leave (OPTIMIZE)")
+    target_file_mb: int = Field(128, ge=1, description="size compaction aims each file at")
+    vacuum: bool = Field(
+        True, description="delete files no version within the retention references (VACUUM)"
+    )
+    retention_hours: int = Field(
+        168, ge=0, description="time travel and unreferenced files are kept this long; also the "
+        "age after which leftovers of killed writes go. Keep it above the longest write or read",
+    )
 
 
 class ReportSettings(Section):

@@ -2,9 +2,15 @@
 
 Two back-ends produce the same table (schema, partitioning, history):
 - native: the session has Delta (Databricks, or delta-spark jars) → `format("delta")`;
-- delta-rs: Spark writes hive-partitioned Parquet in parallel into a staging folder inside the
-  table, the files move next to the table's other partitions, and `deltalake` commits them as
-  one transaction (create, overwrite, or replace of named partitions).
+- delta-rs: each Spark task writes its Parquet files straight into the table's partition folders
+  under unique names (jobs/core/lake_files.py), and `deltalake` commits them as one transaction
+  (create, overwrite, append, or replace of named partitions). A killed write leaves only files
+  no version references; `maintain` (VACUUM) removes them.
+
+Concurrent writers: a job passes the version it read (`read_version`, taken when it planned its
+work). An overwrite fails with ConcurrentWriteError when anything changed the table's data since;
+an append fails only when a concurrent writer removed data or, given `unique_key`, appended rows
+with the same keys: concurrent appends of disjoint data both land.
 
 Spark's `mode("overwrite")` is never pointed at a table folder: it would delete `_delta_log` or
 files the log still references (shared/NOTES.md). Reads without Delta go through the table's
@@ -14,29 +20,42 @@ current file list, never a directory glob, so removed files never come back.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
-from deltalake import DeltaTable, Schema
+from deltalake import CommitProperties, DeltaTable, Schema, Transaction
+from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from jobs.core.errors import UserError
+from jobs.core.lake_files import (
+    FILE_ROWS_SCHEMA,
+    PARTITION_VALUE,
+    REFUSED,
+    commits_between,
+    conflict_reason,
+    delete_files,
+    delete_write,
+    read_keys,
+    sanitize_partition_value,  # noqa: F401 - jobs import it from here
+    table_arrow_schema,
+    write_task_files,
+)
 from jobs.core.registry import TABLE_WRITERS
 from jobs.core.session import session_has_delta
 
-PARTITION_VALUE = re.compile(r"^[a-z0-9_-]+$")
-HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+# Commits lost to a writer that committed between our check and our commit, re-checked each time.
+COMMIT_ATTEMPTS = 10
 
 
 class LakeError(RuntimeError):
@@ -53,6 +72,10 @@ class TableNotFound(LakeError, UserError):
         self.table = label
 
 
+class ConcurrentWriteError(LakeError, UserError):
+    """Another writer changed the table after this job read it; nothing was committed."""
+
+
 @dataclass(frozen=True)
 class WriteResult:
     table: str
@@ -60,14 +83,20 @@ class WriteResult:
     rows: int
     files: int
     version: int | None
+    skipped: bool = False  # the app transaction was already committed: a replayed batch
 
 
-def sanitize_partition_value(value: str) -> str:
-    """Lower-case and map anything outside [a-z0-9_-] to '_' (Spark would percent-encode it)."""
-    cleaned = re.sub(r"[^a-z0-9_-]+", "_", str(value).strip().lower()).strip("_")
-    if not cleaned:
-        raise ValueError(f"{value!r} has no usable characters for a partition value")
-    return cleaned
+@dataclass
+class WriteRequest:
+    name: str
+    mode: Literal["overwrite", "append"]
+    partition_by: list[str]
+    replace: dict[str, list[str]]
+    read_version: int | None
+    unique_key: list[str] | None
+    metadata: dict | None
+    app_transaction: tuple[str, int] | None
+    actions: list[AddAction] = field(default_factory=list)
 
 
 def _local_path(uri: str) -> str | None:
@@ -97,6 +126,13 @@ class Lake:
     def _spark_uri(self, path: str) -> str:
         return f"file://{path}" if path.startswith("/") else path
 
+    def filesystem(self, name: str) -> tuple[pafs.FileSystem, str]:
+        """The table folder as (pyarrow filesystem, path on it), for file-level maintenance."""
+        return pafs.FileSystem.from_uri(self._spark_uri(self.path(name)))
+
+    def root_filesystem(self) -> tuple[pafs.FileSystem, str]:
+        return pafs.FileSystem.from_uri(self._spark_uri(self.root))
+
     def exists(self, name: str) -> bool:
         try:
             DeltaTable(self.path(name))
@@ -125,14 +161,21 @@ class Lake:
         return self.read_path(self.path(name), partitions, label=name)
 
     def read_path(
-        self, path: str, partitions: Mapping[str, Iterable[str]] | None = None, label: str | None = None
+        self, path: str, partitions: Mapping[str, Iterable[str]] | None = None,
+        label: str | None = None, added_after: int | None = None,
     ) -> DataFrame:
-        """Any Delta table by location (also input tables outside the lake root)."""
+        """Any Delta table by location (also input tables outside the lake root).
+
+        added_after: only the rows that commits after this version added (incremental readers;
+        delta-rs only, natively a Delta stream source does it). Partitions are not pruned then.
+        """
         label = label or path
         local = _local_path(path)
         path = local if local is not None else path
         filters = [(col, "in", list(values)) for col, values in (partitions or {}).items()]
         if self.backend == "native":
+            if added_after is not None:
+                raise LakeError(f"{label}: read new rows natively with a Delta stream source")
             df = self.spark.read.format("delta").load(self._spark_uri(path))
             for col, _, values in filters:
                 df = df.filter(F.col(col).isin(values))
@@ -145,6 +188,10 @@ class Lake:
         spark_schema = from_arrow_schema(arrow_schema)
         partition_cols = table.metadata().partition_columns
         files = table.file_uris(partition_filters=filters or None)
+        if added_after is not None:
+            commits = commits_between(*pafs.FileSystem.from_uri(self._spark_uri(path)),
+                                      added_after, table.version())
+            files = [f"{path}/{relative}" for commit in commits for relative, _ in commit.added]
         if not files:
             return self.spark.createDataFrame([], spark_schema)
         df = self.spark.read.option("basePath", self._spark_uri(path)).parquet(
@@ -166,6 +213,34 @@ class Lake:
     def history(self, name: str) -> list[dict]:
         return self.table(name).history()
 
+    def version(self, name: str) -> int:
+        return self.path_version(self.path(name))
+
+    def path_version(self, path: str) -> int:
+        """The table's current version; -1 when it does not exist yet (Delta's convention)."""
+        try:
+            return DeltaTable(path).version()
+        except Exception:
+            return -1
+
+    def commit_metadata(self, name: str) -> list[dict]:
+        """The `metadata` of the table's writes, newest first (maintenance commits carry none)."""
+        found = []
+        for commit in self.history(name):
+            raw = commit.get("userMetadata")
+            if raw:
+                try:
+                    found.append(json.loads(raw))
+                except ValueError:
+                    continue  # another tool's free-text note
+        return found
+
+    def transaction_version(self, name: str, app_id: str) -> int | None:
+        """The last batch id an app transaction committed to the table (None: never)."""
+        if not self.exists(name):
+            return None
+        return DeltaTable(self.path(name)).transaction_version(app_id)
+
     # -- writes ----------------------------------------------------------------------------
     def write(
         self,
@@ -174,168 +249,167 @@ class Lake:
         *,
         partition_by: list[str] | tuple[str, ...] = (),
         replace_partitions: Mapping[str, Iterable[str]] | None = None,
+        mode: Literal["overwrite", "append"] = "overwrite",
+        read_version: int | None = None,
+        unique_key: list[str] | None = None,
+        metadata: dict | None = None,
+        app_transaction: tuple[str, int] | None = None,
     ) -> WriteResult:
-        """Overwrite the table, or only the partitions named in `replace_partitions`.
+        """Overwrite the table (or only the partitions in `replace_partitions`), or append.
 
-        Rerunning a job therefore replaces its output instead of appending duplicates.
+        read_version: the table version the job planned from (`version(name)` at its start);
+        None skips the concurrency check. unique_key: columns no two appends may share.
+        metadata: JSON-able dict kept in the commit (`commit_metadata` reads it back).
+        app_transaction: (app_id, batch id); a batch already committed is skipped, so a
+        replayed micro-batch never lands twice.
         """
         partition_by = list(partition_by)
         replace = {k: sorted(set(v)) for k, v in (replace_partitions or {}).items()}
         if set(replace) - set(partition_by):
             raise LakeError(f"{name}: can only replace partitions of columns {partition_by}")
+        if replace and mode != "overwrite":
+            raise LakeError(f"{name}: replace_partitions needs mode='overwrite'")
         for col, values in replace.items():
             for value in values:
                 if not PARTITION_VALUE.match(value):
                     raise LakeError(f"{name}: partition value {value!r} of {col} is not [a-z0-9_-]")
+        if app_transaction is not None:
+            done = self.transaction_version(name, app_transaction[0])
+            if done is not None and done >= app_transaction[1]:
+                return WriteResult(name, self.path(name), 0, 0, self.version(name), skipped=True)
+        request = WriteRequest(name, mode, partition_by, replace, read_version, unique_key,
+                               metadata, app_transaction)
         if self.backend == "native":
-            return self._write_native(df, name, partition_by, replace)
-        return self._write_delta_rs(df, name, partition_by, replace)
+            return self._write_native(df, request)
+        return self._write_delta_rs(df, request)
 
-    def _write_native(self, df, name, partition_by, replace) -> WriteResult:
-        writer = df.write.format("delta").mode("overwrite")
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        if replace:
+    def _write_native(self, df: DataFrame, req: WriteRequest) -> WriteResult:
+        # Delta's own optimistic concurrency guards the commit; this check covers the time
+        # between the job's planning read and the write.
+        self._unchanged_since(req, our_keys=None)
+        writer = df.write.format("delta").mode(req.mode)
+        if req.partition_by:
+            writer = writer.partitionBy(*req.partition_by)
+        if req.replace:
             predicate = " AND ".join(
-                f"{col} IN ({', '.join(repr(v) for v in values)})" for col, values in replace.items()
+                f"{col} IN ({', '.join(repr(v) for v in values)})"
+                for col, values in req.replace.items()
             )
             writer = writer.option("replaceWhere", predicate)
-        else:
+        elif req.mode == "overwrite":
             writer = writer.option("overwriteSchema", "true")
-        writer.save(self._spark_uri(self.path(name)))
-        return WriteResult(name, self.path(name), self.count(name), -1, None)
+        if req.metadata is not None:
+            writer = writer.option("userMetadata", json.dumps(req.metadata, sort_keys=True))
+        if req.app_transaction is not None:
+            writer = writer.option("txnAppId", req.app_transaction[0])
+            writer = writer.option("txnVersion", str(req.app_transaction[1]))
+        writer.save(self._spark_uri(self.path(req.name)))
+        return WriteResult(req.name, self.path(req.name), self.count(req.name), -1,
+                           self.version(req.name))
 
-    def _write_delta_rs(self, df, name, partition_by, replace) -> WriteResult:
-        table_path = self.path(name)
-        fs, base = pafs.FileSystem.from_uri(self._spark_uri(table_path))
-        staging_name = f"_staging-{uuid.uuid4().hex}"
-        staging = f"{base}/{staging_name}"
-        existing = self._existing_partitioning(name)
-        if existing is not None and existing != partition_by:
+    def _write_delta_rs(self, df: DataFrame, req: WriteRequest) -> WriteResult:
+        table_path = self.path(req.name)
+        existing = self._existing_partitioning(req.name)
+        if existing is not None and existing != req.partition_by:
             raise LakeError(
-                f"{name}: table at {table_path} is partitioned by {existing}, this write by "
-                f"{partition_by}; delete the table folder to change its layout"
+                f"{req.name}: table at {table_path} is partitioned by {existing}, this write by "
+                f"{req.partition_by}; delete the table folder to change its layout"
             )
-        if replace and existing is None:
-            replace = {}  # nothing to replace yet: this write creates the table
-        arrow_schema = self._arrow_schema(df, partition_by)
-        try:
-            writer = df.write.mode("errorifexists")
-            if partition_by:
-                writer = writer.partitionBy(*partition_by)
-            writer.parquet(self._spark_uri(f"{table_path}/{staging_name}"))
-            actions = self._move_into_table(fs, base, staging, name, partition_by, replace)
-        finally:
-            fs.delete_dir_contents(staging, missing_dir_ok=True)
-            try:
-                fs.delete_dir(staging)
-            except (FileNotFoundError, OSError):
-                pass
-        delta_schema = Schema.from_arrow(arrow_schema)
         if existing is None:
-            create_table_with_add_actions(
-                table_path, delta_schema, actions, mode="overwrite", partition_by=partition_by or None
+            req.replace = {}  # nothing to replace yet: this write creates the table
+        arrow_schema = table_arrow_schema(df, req.partition_by)
+        req.actions = self._write_files(df, req)
+        try:
+            version = self._commit(req, Schema.from_arrow(arrow_schema))
+        except BaseException:
+            fs, base = self.filesystem(req.name)
+            delete_files(fs, base, [a.path for a in req.actions])
+            raise
+        rows = sum(json.loads(a.stats).get("numRecords", 0) for a in req.actions)
+        return WriteResult(req.name, table_path, rows, len(req.actions), version)
+
+    def _write_files(self, df: DataFrame, req: WriteRequest) -> list[AddAction]:
+        uri, write_id = self._spark_uri(self.path(req.name)), uuid.uuid4().hex
+        partition_by, allowed = req.partition_by, dict(req.replace)
+
+        def task(batches):
+            return write_task_files(batches, uri, partition_by, write_id, allowed)
+
+        try:
+            rows = df.mapInArrow(task, FILE_ROWS_SCHEMA).collect()
+        except Exception as exc:
+            delete_write(*pafs.FileSystem.from_uri(uri), write_id)
+            refused = re.search(re.escape(REFUSED) + r"([^\n]*)", str(exc))
+            if refused:
+                raise LakeError(f"{req.name}: {refused.group(1)}") from None
+            raise
+        return [
+            AddAction(r.path, r.size, json.loads(r.partition_values), r.modified, True, r.stats)
+            for r in rows
+        ]
+
+    def _commit(self, req: WriteRequest, schema: Schema) -> int:
+        path = self.path(req.name)
+        properties = CommitProperties(
+            custom_metadata=(
+                {"userMetadata": json.dumps(req.metadata, sort_keys=True)} if req.metadata else None
+            ),
+            app_transactions=[Transaction(*req.app_transaction)] if req.app_transaction else None,
+            # Checked writes must not let delta-rs rebase them over a commit they never saw.
+            max_commit_retries=0 if req.read_version is not None else None,
+        )
+        fs, base = self.filesystem(req.name)
+        files = [(a.path, a.partition_values) for a in req.actions]
+        for _ in range(COMMIT_ATTEMPTS):
+            table = self._unchanged_since(
+                req, our_keys=lambda: read_keys(fs, base, files, req.unique_key)
             )
-        else:
-            filters = [(col, "in", values) for col, values in replace.items()] or None
-            DeltaTable(table_path).create_write_transaction(
-                actions, mode="overwrite", schema=delta_schema,
-                partition_by=partition_by or None, partition_filters=filters,
+            try:
+                if table is None:
+                    create_table_with_add_actions(
+                        path, schema, req.actions, mode="error",
+                        partition_by=req.partition_by or None, commit_properties=properties,
+                    )
+                else:
+                    filters = [(col, "in", values) for col, values in req.replace.items()] or None
+                    table.create_write_transaction(
+                        req.actions, mode=req.mode, schema=schema,
+                        partition_by=req.partition_by or None, partition_filters=filters,
+                        commit_properties=properties,
+                    )
+                return DeltaTable(path).version()
+            except CommitFailedError:
+                continue  # a writer committed between our check and our commit: check again
+            except DeltaError:
+                if table is None and self.exists(req.name):
+                    continue  # created meanwhile by another writer
+                raise
+        raise ConcurrentWriteError(
+            f"table {req.name!r}: {COMMIT_ATTEMPTS} commit attempts lost to other writers"
+        )
+
+    def _unchanged_since(self, req: WriteRequest, our_keys: Callable[[], set] | None):
+        """The table to commit to (None: create it), after checking what others committed."""
+        try:
+            table = DeltaTable(self.path(req.name))
+        except Exception:
+            table = None
+        current = table.version() if table is not None else -1
+        if req.read_version is None or current == req.read_version:
+            return table
+        fs, base = self.filesystem(req.name)
+        commits = commits_between(fs, base, req.read_version, current)
+        others = ", ".join(f"v{c.version} {c.operation}" for c in commits)
+        conflict = conflict_reason(commits, req.mode, req.unique_key, fs, base, our_keys)
+        if conflict:
+            raise ConcurrentWriteError(
+                f"table {req.name!r} changed since this job read it at version {req.read_version}: "
+                f"it is now at version {current} ({others}); {conflict}. Nothing was committed; "
+                "rerun the job"
             )
-        rows = sum(json.loads(a.stats).get("numRecords", 0) for a in actions)
-        return WriteResult(name, table_path, rows, len(actions), DeltaTable(table_path).version())
+        return table
 
     def _existing_partitioning(self, name: str) -> list[str] | None:
         if not self.exists(name):
             return None
         return list(DeltaTable(self.path(name)).metadata().partition_columns)
-
-    def _arrow_schema(self, df: DataFrame, partition_by: list[str]) -> pa.Schema:
-        schema = to_arrow_schema(df.schema, timezone="UTC")
-        data_fields = [f for f in schema if f.name not in partition_by]
-        part_fields = [schema.field(col) for col in partition_by]
-        # Delta keeps partition columns last, as Spark's partitioned write lays them out.
-        return pa.schema(data_fields + part_fields)
-
-    def _move_into_table(self, fs, base, staging, name, partition_by, replace) -> list[AddAction]:
-        planned = []
-        selector = pafs.FileSelector(staging, recursive=True)
-        for info in fs.get_file_info(selector):
-            if info.type != pafs.FileType.File or not info.base_name.endswith(".parquet"):
-                continue
-            relative = info.path[len(staging) + 1:]
-            values = _partition_values(relative, partition_by, name)
-            for col, allowed in replace.items():
-                if values.get(col) not in allowed:
-                    raise LakeError(
-                        f"{name}: data holds {col}={values.get(col)!r}, outside the partitions "
-                        f"being replaced {allowed}"
-                    )
-            planned.append((info, relative, values))
-        # Validate everything before moving anything, so a refused write leaves no strays.
-        actions: list[AddAction] = []
-        for info, relative, values in planned:
-            target = f"{base}/{relative}"
-            fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-            fs.move(info.path, target)
-            actions.append(
-                AddAction(
-                    relative, info.size, values, int(info.mtime.timestamp() * 1000), True,
-                    _file_stats(fs, target),
-                )
-            )
-        return actions
-
-
-def _partition_values(relative: str, partition_by: list[str], name: str) -> dict[str, str | None]:
-    values: dict[str, str | None] = {}
-    for segment in relative.split("/")[:-1]:
-        key, _, raw = segment.partition("=")
-        value = unquote(raw)
-        if value == HIVE_NULL:
-            values[key] = None
-            continue
-        if raw != value or not PARTITION_VALUE.match(value):
-            raise LakeError(
-                f"{name}: partition value {value!r} of {key} is outside [a-z0-9_-]; "
-                "sanitize it (jobs.core.lake.sanitize_partition_value) before writing"
-            )
-        values[key] = value
-    missing = set(partition_by) - set(values)
-    if missing:
-        raise LakeError(f"{name}: file {relative} lacks partition folders for {sorted(missing)}")
-    return values
-
-
-def _file_stats(fs, path: str) -> str:
-    """numRecords plus per-column null counts and min/max from the Parquet footer (data skipping)."""
-    with fs.open_input_file(path) as handle:
-        meta = pq.ParquetFile(handle).metadata
-    stats: dict = {"numRecords": meta.num_rows, "nullCount": {}, "minValues": {}, "maxValues": {}}
-    if meta.num_rows == 0:
-        return json.dumps({"numRecords": 0})
-    for col_index in range(meta.num_columns):
-        column = meta.schema.column(col_index)
-        if "." in column.path or column.max_repetition_level > 0:
-            continue  # nested columns: numRecords is enough
-        nulls, lo, hi, complete = 0, None, None, True
-        for rg in range(meta.num_row_groups):
-            st = meta.row_group(rg).column(col_index).statistics
-            if st is None or not st.has_null_count:
-                complete = False
-                break
-            nulls += st.null_count
-            if st.has_min_max and column.physical_type in ("INT32", "INT64", "DOUBLE", "FLOAT"):
-                if column.logical_type.type not in ("NONE", "INT"):
-                    continue
-                if not (math.isfinite(st.min) and math.isfinite(st.max)):
-                    continue  # NaN / inf are not valid JSON in the Delta log
-                lo = st.min if lo is None else min(lo, st.min)
-                hi = st.max if hi is None else max(hi, st.max)
-        if not complete:
-            continue
-        stats["nullCount"][column.name] = nulls
-        if lo is not None:
-            stats["minValues"][column.name] = lo
-            stats["maxValues"][column.name] = hi
-    return json.dumps(stats)

@@ -74,6 +74,10 @@ JOB_SPECS: dict[str, JobSpec] = {
         "jobs.mimic:run_aggregate", "combine the checkpoints' Grad-Mimic votes",
         "`mimic_scores`", "`mimic_aggregate` (usable by `bucketize`)", ("mimic_aggregate",),
         ("mimic",)),
+    "maintain": JobSpec(
+        "jobs.maintain", "compact small files, VACUUM, clear what killed writes left",
+        "every table under `lake.root` (or `maintain.tables`)", "the same tables, compacted",
+        keys=("maintain",)),
     "report": JobSpec(
         "jobs.report", "one self-contained HTML page of the lake", "every table present",
         "`<lake.artifacts>/report/index.html` + PNGs", keys=("report", "lake.artifacts")),

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from jobs.core.lake import Lake, LakeError, sanitize_partition_value
+from jobs.core.lake import ConcurrentWriteError, Lake, LakeError, sanitize_partition_value
 
 
 @pytest.fixture()
@@ -26,7 +26,7 @@ def test_create_overwrite_and_history(spark, lake):
     result = lake.write(frame(spark, [(1, "x", "b")]), "t", partition_by=["model_id"])
     table = DeltaTable(lake.path("t"))
     assert table.version() == 1 and result.rows == 1
-    assert [h["operation"] for h in lake.history("t")][-1] == "CREATE OR REPLACE TABLE"
+    assert [h["operation"] for h in lake.history("t")][-1] == "CREATE TABLE"
     assert table.metadata().partition_columns == ["model_id"]
     assert [r.id for r in lake.read("t").collect()] == [1]
     old = DeltaTable(lake.path("t"), version=0).to_pyarrow_table()
@@ -102,3 +102,46 @@ def test_file_stats_stay_strict_json_with_nan_and_inf(spark, lake):
     log = "".join(p.read_text() for p in (Path(lake.path("f")) / "_delta_log").glob("*.json"))
     assert "NaN" not in log and "Infinity" not in log
     assert lake.count("f") == 3
+
+
+def data_files(table_dir):
+    return sorted(str(p.relative_to(table_dir)) for p in Path(table_dir).rglob("*.parquet"))
+
+
+def test_overwrite_refuses_when_the_table_changed_since_it_was_read(spark, lake):
+    lake.write(frame(spark, [(1, "first", "a")]), "t", partition_by=["model_id"])
+    read_at = lake.version("t")
+    lake.write(frame(spark, [(2, "winner", "a")]), "t", partition_by=["model_id"],
+               read_version=read_at)
+    on_disk = data_files(lake.path("t"))
+    with pytest.raises(ConcurrentWriteError, match=r"'t'.*version 0.*version 1"):
+        lake.write(frame(spark, [(3, "loser", "a")]), "t", partition_by=["model_id"],
+                   read_version=read_at)
+    assert [r.text for r in lake.read("t").collect()] == ["winner"]
+    assert data_files(lake.path("t")) == on_disk  # the refused write's files are gone
+
+
+def test_concurrent_appends_land_when_disjoint_and_refuse_shared_keys(spark, lake):
+    lake.write(frame(spark, [(0, "seed", "a")]), "t", partition_by=["model_id"])
+    read_at = lake.version("t")
+    for ids in ([1, 2], [3, 4]):  # two appends planned against the same version
+        lake.write(frame(spark, [(i, "x", "a") for i in ids]), "t", partition_by=["model_id"],
+                   mode="append", read_version=read_at, unique_key=["id", "model_id"])
+    assert sorted(r.id for r in lake.read("t").collect()) == [0, 1, 2, 3, 4]
+    with pytest.raises(ConcurrentWriteError, match=r"same \['id', 'model_id'\].*\(4, 'a'\)"):
+        lake.write(frame(spark, [(4, "again", "a"), (5, "new", "a")]), "t",
+                   partition_by=["model_id"], mode="append", read_version=read_at,
+                   unique_key=["id", "model_id"])
+    assert lake.count("t") == 5
+
+
+def test_app_transaction_makes_a_replayed_batch_a_no_op(spark, lake):
+    batch = frame(spark, [(1, "x", "a")])
+    first = lake.write(batch, "t", mode="append", app_transaction=("stream-1", 0),
+                       metadata={"settings": {"k": 1}})
+    replay = lake.write(batch, "t", mode="append", app_transaction=("stream-1", 0))
+    lake.write(frame(spark, [(2, "y", "a")]), "t", mode="append", app_transaction=("stream-1", 1))
+    assert not first.skipped and replay.skipped
+    assert sorted(r.id for r in lake.read("t").collect()) == [1, 2]
+    assert lake.transaction_version("t", "stream-1") == 1
+    assert lake.commit_metadata("t") == [{"settings": {"k": 1}}]

@@ -155,6 +155,21 @@ def test_job_defaults_work_for_a_model_with_a_short_context(spark, model_dir, tm
     losses = lake_for(spark, cfg).read("model_losses").toPandas()
     assert losses["bpc"].notna().all() and (losses["n_tokens"] > TINY_CONTEXT).any()
 
+    # Incremental: two new documents are scored, the six stay as they were (appended, not
+    # rewritten); the recorded model digest keeps it from mixing models.
+    from deltalake import DeltaTable
+
+    lake = lake_for(spark, cfg)
+    before = set(DeltaTable(lake.path("model_losses")).file_uris())
+    more = synthetic_texts(2, seed=6, max_words=40)
+    lake.write(spark.createDataFrame([(f"n{i}", t) for i, t in enumerate(more)],
+                                     "doc_id string, text string"), "documents", mode="append")
+    cfg.lm_loss.mode = "incremental"
+    report = lm_loss.run(spark, cfg)
+    assert report.details["model tiny"] == "2 documents scored now (append)"
+    assert before <= set(DeltaTable(lake.path("model_losses")).file_uris())
+    ids = [r.doc_id for r in lake.read("model_losses").collect()]
+    assert report.rows_out == len(ids) == len(set(ids)) == len(texts) + 2
 
 def test_a_models_own_window_and_stride_override_the_jobs():
     settings = LMLossSettings(window=256, stride=64, dtype="bfloat16")
