@@ -296,8 +296,18 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
         quarantined = write_quarantine(lake, quarantined_of(marked, line_offsets), JOB)
     finally:
         copies.unpersist()
+    reasons = quarantine_reasons(lake)
+    details = {"quarantine_reasons": reasons}
+    if rows_in and reasons.get("missing_id", 0) == rows_in:
+        details["hint"] = id_column_hint(settings)
+        log.warning("ingest: %s", details["hint"])
     return JobReport(
         JOB, rows_in, written.rows, quarantined,
         tables={DOCUMENTS_TABLE: written.path, QUARANTINE_TABLE: lake.path(QUARANTINE_TABLE)},
-        details={"quarantine_reasons": quarantine_reasons(lake)},
+        details=details,
     ).check_invariant()
+
+
+def id_column_hint(settings: IngestSettings) -> str:
+    return (f"no record has an id in {settings.id_column!r}; set ingest.id_column to the input's "
+            "id field, or to null to use the SHA-256 of the text")

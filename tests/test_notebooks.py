@@ -21,6 +21,7 @@ import pytest
 from matplotlib.figure import Figure
 from pyspark.sql import DataFrame
 
+from jobs.core.config_files import load_config
 from jobs.core.lake import Lake
 from tests.cluster_chain import known_law_observations
 
@@ -105,11 +106,12 @@ def test_notebooks_run_in_stage_order_from_one_folder(spark, tmp_path, monkeypat
             if isinstance(item, DataFrame):
                 item.collect()
 
-    # The config's session settings reached the session (conf/local.yaml: 8 shuffle partitions);
-    # those a running session cannot take are named, not silently dropped.
-    assert spark.conf.get("spark.sql.shuffle.partitions") == "8"
+    # The config's session settings reached the session (conf/local.yaml's shuffle partitions,
+    # not the 200 set before); those a running session cannot take are named, not dropped.
+    local = load_config("local").spark.conf["spark.sql.shuffle.partitions"]
+    assert local != "200" and spark.conf.get("spark.sql.shuffle.partitions") == local
     first = stages["01_ingest_prefilter_score"]
-    assert first.applied["spark.sql.shuffle.partitions"] == "8"
+    assert first.applied["spark.sql.shuffle.partitions"] == local
     assert "spark.driver.memory" in first.refused
     assert not any(spark.conf.isModifiable(key) for key in first.refused)
     # Each stage found what the earlier ones wrote: everything lives under the one folder.

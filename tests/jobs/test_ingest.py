@@ -85,6 +85,17 @@ def test_rerun_replaces_instead_of_appending(spark, tmp_path):
     assert lake.read("quarantine").count() == 1
 
 
+def test_input_without_ids_says_which_key_to_set(spark, tmp_path):
+    lines = [json.dumps({"text": f"an id-less document {i}"}).encode() for i in range(3)]
+    cfg = cfg_for(tmp_path, [write_lines(tmp_path / "no_ids.jsonl", lines)], id_column="id")
+    report = ingest.run(spark, cfg)
+    assert (report.rows_out, report.rows_quarantined) == (0, 3)
+    assert "ingest.id_column" in report.details["hint"] and "null" in report.details["hint"]
+    with_ids = ingest.run(spark, cfg_for(tmp_path, [write_lines(tmp_path / "ids.jsonl", GOOD)],
+                                         id_column="id"))
+    assert "hint" not in with_ids.details
+
+
 def test_parquet_input_with_binary_text(spark, tmp_path):
     table = pa.table({
         "body": pa.array([b"fine text", b"bad \xff utf8", None, b"  "], pa.binary()),

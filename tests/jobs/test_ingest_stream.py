@@ -13,7 +13,8 @@ from jobs.ingest_stream import delta_app_id
 def config(tmp_path, fmt, paths):
     return config_from_dict({
         "lake": {"root": str(tmp_path / f"lake-{fmt}")},
-        "ingest": {"mode": "incremental", "format": fmt, "paths": paths, "id_column": "id"},
+        "ingest": {"mode": "incremental", "format": fmt, "paths": paths, "id_column": "id",
+                   "source_column": None},
     }, "test.yaml")
 
 
