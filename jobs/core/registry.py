@@ -6,11 +6,12 @@ import importlib
 
 JOBS: dict[str, str] = {
     "demo_corpus": "jobs.demo.corpus",
+    "demo_target": "jobs.demo.corpus:run_target",
     "ingest": "jobs.ingest",
     "prefilter": "jobs.prefilter",
     "score": "jobs.score",
     "bucketize": "jobs.bucketize",
-    "demo_models": "jobs.demo.models",
+    "demo_models": "jobs.demo.references",
     "lm_loss": "jobs.lm_loss",
     "predictive_strength": "jobs.predictive_strength",
     "train_classifier": "jobs.train_classifier",

@@ -2,9 +2,13 @@
 
 PreSelect needs N reference models of one family whose benchmark scores are ordered. Offline (no
 hub downloads) we train our own: one byte-level BPE tokenizer on the corpus, then k GPT-2 models
-that grow in width, depth and training steps. Each model's benchmark score is measured on held-out
-text as the negative corpus-level bits per byte (higher = better), so the ordering is measured,
-not assumed. Every model directory holds safetensors weights plus the tokenizer, loadable with
+that grow in width, depth and training steps and differ in training data. With a target set
+(trusted text; `preselect.target_paths`) it is split in two by a hash: model i draws a share
+`trusted_share` of its training tokens from the first half and the rest from the pool, and its
+benchmark score is the negative corpus-level bits per byte on the second half (higher = better),
+as PreSelect ranks its models by downstream benchmarks, never by how well they fit the pool.
+Without a target set the benchmark is held-out pool text. The ordering is measured, not assumed.
+Every model directory holds safetensors weights plus the tokenizer, loadable with
 `udfs.lm_models.load_causal_lm`; `models.yaml` in the output directory lists them.
 
 Run: `python -m jobs.demo.models --texts corpus.jsonl --out /tmp/demo_models [--k 4]`
@@ -182,22 +186,42 @@ class DemoModelSpec:
     n_embd: int
     n_head: int
     steps: int
+    trusted_share: float = 0.0  # share of training tokens drawn from the target set
 
 
-def default_specs(k: int, base_steps: int = 50) -> list[DemoModelSpec]:
-    """k members growing in width, depth and steps, so quality rises with the index.
+def default_specs(
+    k: int, base_steps: int = 50, trusted_shares: Sequence[float] | None = None
+) -> list[DemoModelSpec]:
+    """k members growing in width, depth and steps, with trusted shares 0, 1/k, ... (k-1)/k
+    spread across the sizes (the middle size gets 0), so data and size both move the benchmark.
 
     Sized for the job's budget: k=4 trains in about a minute on 2 CPU cores.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    shares = list(trusted_shares) if trusted_shares is not None else [
+        ((i + k - k // 2) % k) / k for i in range(k)]
+    if len(shares) != k:
+        raise ValueError(f"need one trusted share per model: {k} models, {len(shares)} shares")
     # Head size stays 16 while the width grows.
     return [
         DemoModelSpec(
-            n_layer=1 + (i + 1) // 2, n_embd=32 + 16 * i, n_head=2 + i, steps=base_steps * (i + 1)
+            n_layer=1 + (i + 1) // 2, n_embd=32 + 16 * i, n_head=2 + i, steps=base_steps * (i + 1),
+            trusted_share=float(shares[i]),
         )
         for i in range(k)
     ]
+
+
+def mixed_stream(pool: np.ndarray, trusted: np.ndarray, share: float) -> np.ndarray:
+    """The pool's tokens followed by the trusted tokens, tiled so that they make up `share` of
+    the stream (random training blocks then draw about that share from them)."""
+    if share <= 0 or trusted.size == 0:
+        return pool
+    if share >= 1 or pool.size == 0:
+        return trusted
+    wanted = int(round(pool.size * share / (1 - share)))
+    return np.concatenate([pool, np.resize(trusted, wanted)])
 
 
 def split_heldout(texts: Sequence[str], heldout_fraction: float) -> tuple[list[str], list[str]]:
@@ -237,20 +261,28 @@ def build_demo_models(
     n_positions: int = 128,
     batch_size: int = 8,
     heldout_fraction: float = 0.1,
+    target_texts: Sequence[str] | None = None,
     seed: int = 0,
 ) -> list[dict]:
     """Train k models into `out_dir/<model_id>/`, write `out_dir/models.yaml`, return its entries.
 
-    Each entry is {model_id, path, benchmark_score, stride}; benchmark_score = -(held-out bits
-    per byte); stride = n_positions // 2, the lm_loss window stride that fits these models.
-    `specs` overrides the default growth schedule (its length then replaces k).
+    Each entry is {model_id, path, benchmark_score, stride}; benchmark_score = -(bits per byte
+    on the benchmark text: half of `target_texts`, or held-out pool text without them);
+    stride = n_positions // 2, the lm_loss window stride that fits these models.
+    `specs` overrides the default schedule (its length then replaces k).
     """
     specs = list(specs) if specs is not None else default_specs(k)
-    train, heldout = split_heldout(texts, heldout_fraction)
+    if target_texts:
+        train = [t for t in texts if isinstance(t, str) and t]
+        trusted, heldout = split_heldout(target_texts, 0.5)
+    else:
+        train, heldout = split_heldout(texts, heldout_fraction)
+        trusted = []
     root = Path(out_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(train, str(root / "tokenizer"), vocab_size=vocab_size)
-    stream = pack_token_stream(tokenizer, train)
+    tokenizer = train_tokenizer(train + trusted, str(root / "tokenizer"), vocab_size=vocab_size)
+    pool_stream = pack_token_stream(tokenizer, train)
+    trusted_stream = pack_token_stream(tokenizer, trusted)
     entries = []
     for index, spec in enumerate(specs):
         model_id = f"demo-{index + 1}"
@@ -263,6 +295,7 @@ def build_demo_models(
             n_positions=n_positions,
             seed=seed + index,
         )
+        stream = mixed_stream(pool_stream, trusted_stream, spec.trusted_share)
         train_causal_lm(model, stream, steps=spec.steps, batch_size=batch_size, seed=seed + index)
         model_dir = root / model_id
         model.save_pretrained(model_dir)
@@ -275,12 +308,14 @@ def build_demo_models(
             {"model_id": model_id, "path": str(model_dir), "benchmark_score": -bpb, "stride": stride}
         )
         print(
-            f"{model_id}: {spec} held-out bits/byte {bpb:.4f} "
+            f"{model_id}: {spec} benchmark bits/byte {bpb:.4f} "
             f"({time.perf_counter() - started:.1f} s)",
             flush=True,
         )
     manifest = {
-        "benchmark": "negative held-out bits per byte (higher is better)",
+        "benchmark": "negative bits per byte on "
+        + ("half of the target set" if target_texts else "held-out pool text")
+        + " (higher is better)",
         "models": entries,
     }
     (root / "models.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
@@ -318,64 +353,6 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     return build_demo_models(
         read_texts(args.texts), args.out, k=args.k, vocab_size=args.vocab_size, seed=args.seed
-    )
-
-
-
-MIMIC_RUN_DIR = "mimic-run"
-
-
-def save_training_checkpoints(
-    tokenizer: PreTrainedTokenizerFast,
-    stream: np.ndarray,
-    out_dir: Path,
-    *,
-    spec: DemoModelSpec,
-    n_positions: int,
-    seed: int = 0,
-) -> dict[str, str]:
-    """One training run saved at a third (`early`), two thirds (`middle`) and the end (`final`):
-    Grad-Mimic's θ_t and θ_ref must share an architecture, which the growing family does not."""
-    model = init_causal_lm(tokenizer, n_layer=spec.n_layer, n_embd=spec.n_embd,
-                           n_head=spec.n_head, n_positions=n_positions, seed=seed)
-    saved: dict[str, str] = {}
-    done = 0
-    stops = [("early", spec.steps // 3), ("middle", 2 * spec.steps // 3), ("final", spec.steps)]
-    for name, until in stops:
-        train_causal_lm(model, stream, steps=max(until - done, 1), seed=seed + until)
-        done = until
-        path = out_dir / name
-        model.save_pretrained(path)
-        tokenizer.save_pretrained(path)
-        saved[name] = str(path)
-    return saved
-
-
-def run(spark, cfg):
-    """Train the demo family on a hash sample of `documents`; write models.yaml for lm_loss."""
-    from jobs.core.base import JobReport, lake_for
-    from jobs.lm_loss import sample_documents
-
-    settings = cfg.demo_models
-    docs = lake_for(spark, cfg).read("documents").select("doc_id", "text")
-    sample = sample_documents(docs, limit=settings.max_docs, seed=settings.seed)
-    texts = [r.text for r in sample.collect()]
-    entries = build_demo_models(
-        texts, settings.out_dir, k=settings.k, specs=default_specs(settings.k, settings.base_steps),
-        vocab_size=settings.vocab_size, n_positions=settings.n_positions, seed=settings.seed,
-    )
-    root = Path(settings.out_dir).resolve()
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(root / "tokenizer"))
-    checkpoints = save_training_checkpoints(
-        tokenizer, pack_token_stream(tokenizer, texts), root / MIMIC_RUN_DIR,
-        spec=DemoModelSpec(n_layer=1, n_embd=32, n_head=2, steps=3 * settings.base_steps // 2),
-        n_positions=settings.n_positions, seed=settings.seed,
-    )
-    return JobReport(
-        "demo_models", len(texts), len(texts),
-        tables={"models.yaml": str(root / "models.yaml")},
-        details={e["model_id"]: f"benchmark {e['benchmark_score']:.4f}" for e in entries}
-        | {"mimic checkpoints": ", ".join(checkpoints)},
     )
 
 
