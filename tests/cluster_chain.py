@@ -37,6 +37,7 @@ def chain_overrides(work: Path) -> list[str]:
         f"demo.corpus_dir={work / 'corpus'}", f"ingest.paths=['{work / 'corpus'}/*.jsonl']",
         "demo.n_docstring_docs=160", "demo.n_boilerplate_docs=30",
         "demo.n_near_duplicate_docs=30", "demo.n_junk_docs=20", "demo.n_files=2",
+        f"demo.target_dir={work / 'target'}", "demo.n_prose_docs=0",
         # Repetition rules only: they remove the boilerplate but keep the random-character junk,
         # the only documents these tiny demo models disagree on (ps < 1), which
         # train_classifier needs as negatives.

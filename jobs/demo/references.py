@@ -13,6 +13,7 @@ target set θ_ref is the run's own final checkpoint (the older, weaker set-up).
 from __future__ import annotations
 
 import glob
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,8 @@ def run(spark, cfg):
     texts = [r.text for r in sample.collect()]
     target = read_target_texts(cfg)
     specs = default_specs(settings.k, settings.base_steps, settings.trusted_shares)
+    if not target:  # nothing to mix in: say so in the report
+        specs = [replace(spec, trusted_share=0.0) for spec in specs]
     entries = build_demo_models(
         texts, settings.out_dir, specs=specs, vocab_size=settings.vocab_size,
         n_positions=settings.n_positions, target_texts=target, seed=settings.seed,
