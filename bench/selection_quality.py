@@ -46,6 +46,7 @@ from jobs.demo.clean import CLEAN_KINDS  # noqa: E402
 from jobs.demo.corpus import TARGET_FILE, demo_records, write_target  # noqa: E402
 from jobs.demo.selections import base_rate, chain_selections, composition  # noqa: E402
 from jobs.prefilter_rules import RULE_NAMES  # noqa: E402
+from jobs.scaling_fit import FitRefused  # noqa: E402
 
 FULL = DemoSettings(n_docstring_docs=1800, n_prose_docs=700, n_boilerplate_docs=60,
                     n_junk_docs=280, n_near_duplicate_docs=100, n_target_docs=250)
@@ -59,26 +60,31 @@ GOALS = {"preselect": ("selected_junk_share_preselect", 0.02),
          "mixture": ("mixture_junk_share", 0.02), "mimic": ("mimic_keep_junk_share", 0.05)}
 
 
-def write_corpus(work: Path, settings: DemoSettings) -> pd.DataFrame:
+def write_corpus(work: Path, settings: DemoSettings, write: bool = True) -> pd.DataFrame:
     """corpus.jsonl (id, text, url) and target/target.jsonl; returns the labels."""
     pool, target = demo_records(settings)
-    labels = []
-    with open(work / "corpus.jsonl", "w", encoding="utf-8") as handle:
-        for i, (kind, text) in enumerate(pool):
-            doc_id = f"d{i:06d}"
-            handle.write(json.dumps({"id": doc_id, "text": text,
-                                     "url": f"https://example.org/page/{i}"}) + "\n")
-            labels.append((doc_id, kind, kind not in CLEAN_KINDS, len(text)))
-    write_target(work / "target" / TARGET_FILE, target)
+    labels = [(f"d{i:06d}", kind, kind not in CLEAN_KINDS, len(text))
+              for i, (kind, text) in enumerate(pool)]
+    if write:
+        with open(work / "corpus.jsonl", "w", encoding="utf-8") as handle:
+            for i, (_, text) in enumerate(pool):
+                handle.write(json.dumps({"id": f"d{i:06d}", "text": text,
+                                         "url": f"https://example.org/page/{i}"}) + "\n")
+        write_target(work / "target" / TARGET_FILE, target)
     return pd.DataFrame(labels, columns=["doc_id", "kind", "junk", "n_chars"])
 
 
-def run_chain(cfg, spark) -> dict[str, float]:
+def run_chain(cfg, spark, steps: list[str]) -> dict[str, float]:
     seconds = {}
-    for step in cfg.pipeline.steps:
+    for step in steps:
         started = time.perf_counter()
-        report = job_runner(step)(spark, cfg)
-        seconds[step] = time.perf_counter() - started
+        try:
+            report = job_runner(step)(spark, cfg)
+        except FitRefused as refused:  # the plan needs fittable curves; the others go on
+            print(f"[{step}] refused, no mixture: {refused}", flush=True)
+            continue
+        finally:
+            seconds[step] = time.perf_counter() - started
         print(report.summary(), flush=True)
     return seconds
 
@@ -138,10 +144,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--work", default=None, help="work directory (default: a temporary one)")
     parser.add_argument("--skip-speed", action="store_true", help="skip bench/prefilter.py")
+    parser.add_argument("--resume-from", default=None, metavar="STEP",
+                        help="keep the work directory's corpus and tables; run from STEP on")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="selection_quality_")).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    labels = write_corpus(work, QUICK if args.quick else FULL)
+    labels = write_corpus(work, QUICK if args.quick else FULL, write=not args.resume_from)
     os.chdir(work)  # the config's relative paths (lake/, artifacts/) resolve here
     overrides = ['ingest.paths=["corpus.jsonl"]', "demo.target_dir=target",
                  "preselect.target_paths=[target/*.jsonl]"]
@@ -149,7 +157,9 @@ def main() -> None:
                                                                   else []))
     spark = build_session(cfg.spark.master, cfg.spark.app_name, cfg.spark.conf)
     started = time.perf_counter()
-    seconds = run_chain(cfg, spark)
+    steps = cfg.pipeline.steps
+    seconds = run_chain(cfg, spark, steps[steps.index(args.resume_from):] if args.resume_from
+                        else steps)
     total = time.perf_counter() - started
     lake = lake_for(spark, cfg)
     selections = chain_selections(lake)

@@ -4,6 +4,7 @@ import hashlib
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -14,6 +15,7 @@ from jobs.demo.models import (
     build_demo_models,
     default_specs,
     init_causal_lm,
+    mixed_stream,
     train_tokenizer,
 )
 from tests.lm_fixtures import reference_nll, synthetic_texts
@@ -136,3 +138,23 @@ def test_demo_family_has_measured_and_ordered_benchmark_scores(tmp_path):
 def test_demo_family_needs_texts_on_both_sides_of_the_split(tmp_path):
     with pytest.raises(ValueError, match="held-out split"):
         build_demo_models(["only one text"], str(tmp_path), k=1)
+
+
+def test_default_family_spreads_trusted_shares_across_sizes():
+    specs = default_specs(4)
+    shares = [s.trusted_share for s in specs]
+    assert sorted(shares) == [0.0, 0.25, 0.5, 0.75]
+    assert shares != sorted(shares) and shares != sorted(shares, reverse=True)
+    assert [s.trusted_share for s in default_specs(2, trusted_shares=[1.0, 0.0])] == [1.0, 0.0]
+    with pytest.raises(ValueError, match="one trusted share per model"):
+        default_specs(3, trusted_shares=[0.5])
+
+
+def test_mixed_stream_draws_the_trusted_share_of_its_tokens():
+    pool, trusted = np.arange(1000), np.arange(1000, 1030)
+    mixed = mixed_stream(pool, trusted, 0.25)
+    assert np.array_equal(mixed[:1000], pool)
+    assert (mixed >= 1000).mean() == pytest.approx(0.25, abs=1e-3)
+    assert np.array_equal(mixed_stream(pool, trusted, 0.0), pool)
+    assert np.array_equal(mixed_stream(pool, trusted, 1.0), trusted)
+    assert np.array_equal(mixed_stream(pool, trusted[:0], 0.5), pool)
