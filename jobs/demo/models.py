@@ -139,6 +139,8 @@ def init_causal_lm(
 
 def pack_token_stream(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> np.ndarray:
     """All documents as one token stream, each preceded by BOS (the same prefix scoring uses)."""
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
     encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     bos = tokenizer.bos_token_id
     return np.fromiter((tok for ids in encoded if ids for tok in [bos, *ids]), dtype=np.int64)
