@@ -1,10 +1,12 @@
 """Clean text of several kinds that every Python install ships, read without importing modules.
 
-Kinds (`CLEAN_KINDS`): `docstring` (module, class and function docstrings, parsed with `ast`),
-`reference` (the language reference behind `help()` topics, `pydoc_data.topics`), `manual` (IDLE's
-help page with its HTML tags removed, and its README/NEWS text files), `code_comment` (runs of `#`
-comment lines in the stdlib sources, joined into prose) and `license` (Python's LICENSE.txt).
-Long texts are cut at paragraph breaks into documents of at most `MAX_CHARS` characters.
+Kinds (`CLEAN_KINDS`): `docstring` (a module's documentation pages as a docs site renders them:
+the module docstring with its functions, and a page per class with its methods, each docstring
+under its signature; parsed with `ast`), `reference` (the language reference behind `help()`
+topics, `pydoc_data.topics`), `manual` (IDLE's help page with its HTML tags removed, and its README/NEWS text files), `code_comment` (a
+source file's `#` comment blocks, each block one paragraph) and `license` (Python's LICENSE.txt).
+Every kind is page-sized, as crawled documentation is: long texts are cut at section or
+paragraph breaks into documents of at most `MAX_CHARS` characters, none under `MIN_CHARS`.
 """
 
 from __future__ import annotations
@@ -41,33 +43,73 @@ def _read(path: Path) -> str:
         return ""
 
 
-def chunks(text: str, max_chars: int = MAX_CHARS) -> list[str]:
-    """Paragraphs (split on blank lines) packed in order into pieces of at most `max_chars`."""
+def pack(pieces: list[str], max_chars: int = MAX_CHARS) -> list[str]:
+    """Pieces (sections, paragraphs) joined in order by blank lines into documents of at most
+    `max_chars`; a piece longer than that is cut at its own paragraph breaks."""
     out, current = [], ""
-    for paragraph in (p.strip() for p in re.split(r"\n\s*\n", text)):
-        if not paragraph:
+    for piece in (p.strip() for p in pieces):
+        if not piece:
             continue
-        if current and len(current) + 2 + len(paragraph) > max_chars:
-            out.append(current)
-            current = ""
-        current = f"{current}\n\n{paragraph}" if current else paragraph[:max_chars]
+        if len(piece) > max_chars and "\n\n" in piece:
+            parts = pack(re.split(r"\n\s*\n", piece), max_chars)
+        else:
+            parts = [piece[:max_chars]]
+        for part in parts:
+            if current and len(current) + 2 + len(part) > max_chars:
+                out.append(current)
+                current = ""
+            current = f"{current}\n\n{part}" if current else part
     if current:
         out.append(current)
     return [c for c in out if len(c) >= MIN_CHARS]
 
 
+def chunks(text: str, max_chars: int = MAX_CHARS) -> list[str]:
+    """Paragraphs (split on blank lines) packed in order into pieces of at most `max_chars`."""
+    return pack(re.split(r"\n\s*\n", text), max_chars)
+
+
+def _signature(node: ast.AST) -> str:
+    if isinstance(node, ast.ClassDef):
+        bases = ", ".join(ast.unparse(b) for b in node.bases)
+        return f"class {node.name}({bases})" if bases else f"class {node.name}"
+    return f"{node.name}({ast.unparse(node.args)})"
+
+
+def _documented(nodes) -> list[str]:
+    """Signature + docstring of each documented class or function, each docstring once (a page
+    documents an inherited or copied docstring where it first appears)."""
+    seen, sections = set(), []
+    for node in nodes:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node)
+            if doc and len(doc.split()) >= 5 and doc not in seen:
+                seen.add(doc)
+                sections.append(f"{_signature(node)}\n{doc}")
+    return sections
+
+
+def module_page(module: str, source: str) -> list[str]:
+    """A module's documentation cut into pages as a docs site does: the module docstring with
+    its functions, then one page per class (the class and its methods)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    doc = ast.get_docstring(tree)
+    functions = [node for node in tree.body if not isinstance(node, ast.ClassDef)]
+    pages = pack([f"{module}\n\n{doc}" if doc else module, *_documented(functions)])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            pages += pack([f"{module}.{node.name}", *_documented([node, *node.body])])
+    return pages
+
+
 def docstrings() -> list[str]:
-    texts = []
-    for path in _sources():
-        try:
-            tree = ast.parse(_read(path))
-        except SyntaxError:
-            continue
-        nodes = [tree] + [n for n in ast.walk(tree)
-                          if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))]
-        texts += [doc for node in nodes
-                  if (doc := ast.get_docstring(node)) and len(doc) >= MIN_CHARS]
-    return texts
+    stdlib = _stdlib()
+    return [page for path in _sources()
+            for page in module_page(".".join(path.relative_to(stdlib).with_suffix("").parts),
+                                    _read(path))]
 
 
 def reference() -> list[str]:
@@ -94,16 +136,17 @@ def manual() -> list[str]:
 def code_comments() -> list[str]:
     texts = []
     for path in _sources():
-        run: list[str] = []
+        blocks, run = [], []
         for line in _read(path).splitlines() + [""]:
             stripped = line.strip()
             if stripped.startswith("#") and not stripped.startswith("#!"):
                 run.append(stripped.lstrip("#").strip())
                 continue
-            joined = " ".join(part for part in run if part)
-            if len(joined) >= MIN_CHARS and len(joined.split()) >= 40:
-                texts.append(joined[:MAX_CHARS])
+            block = " ".join(part for part in run if part)
+            if len(block.split()) >= 8:  # not a one-line remark or commented-out code
+                blocks.append(block)
             run = []
+        texts += pack(blocks)
     return texts
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 import string
 from collections.abc import Callable
 
@@ -178,14 +179,17 @@ def product_page(rng: random.Random, n: int) -> list[str]:
 
 def near_duplicates(rng: random.Random, originals: list[str], n: int) -> list[str]:
     """Copies of clean texts with about one word in fifty replaced (mirrors, reposts), made
-    from the longer originals (80 words or more) when there are any, as mirrors copy pages."""
+    from the longer originals (80 words or more) when there are any, as mirrors copy pages.
+    Line breaks and spacing stay the original's, as a mirror keeps the page's layout."""
     out = []
     long_enough = [t for t in originals if len(t.split()) >= 80] or originals
     for i in range(n):
-        words = rng.choice(long_enough).split()
+        # Words at even positions, the whitespace between them at odd ones.
+        parts = re.split(r"(\s+)", rng.choice(long_enough))
+        words = [j for j in range(0, len(parts), 2) if parts[j]]
         for _ in range(max(1, len(words) // 50)):
-            words[rng.randrange(len(words))] = rng.choice(["the", "a", "data", "value"])
-        out.append(" ".join(words) + f" (mirror {i})")
+            parts[rng.choice(words)] = rng.choice(["the", "a", "data", "value"])
+        out.append("".join(parts) + f" (mirror {i})")
     return out
 
 

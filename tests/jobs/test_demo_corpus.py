@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from jobs.core.config import DemoSettings
-from jobs.demo.clean import CLEAN_KINDS, chunks
+from jobs.demo.clean import CLEAN_KINDS, chunks, module_page
 from jobs.demo.corpus import TARGET_FILE, build_demo_corpus, demo_records
-from jobs.demo.junk import JUNK_GENERATORS, JUNK_KINDS, junk_documents
+from jobs.demo.junk import JUNK_GENERATORS, JUNK_KINDS, junk_documents, near_duplicates
 from udfs.prefilter import prefilter_statistics_frame
 
 SMALL = DemoSettings(n_docstring_docs=40, n_prose_docs=20, n_boilerplate_docs=3, n_junk_docs=14,
@@ -87,3 +87,32 @@ def test_build_writes_pool_files_and_the_target_set(tmp_path):
     assert {r["kind"] for r in target} <= set(CLEAN_KINDS)
     assert len({r["id"] for r in lines}) == counts["lines"] - counts["bad_lines"]
     assert not {r["text"] for r in lines} & {r["text"] for r in target}
+
+
+def test_docstrings_make_pages_of_sections_under_signatures():
+    long = " It says so at length, as a page of documentation does." * 4
+    source = '''"""A module about widgets, their parts and how they fit together in practice."""
+class Widget(Base):
+    """A widget holds parts and knows how to assemble them in the right order.LONG"""
+    def assemble(self, parts, *, strict=False):
+        """Put the parts together in order; with strict, refuse a missing part."""
+    def copy(self):
+        """Put the parts together in order; with strict, refuse a missing part."""
+def build(n):
+    """Build n widgets from the default parts and return them as a list of widgets.LONG"""
+'''.replace("LONG", long)
+    module, widget = module_page("widgets", source)
+    assert module.startswith("widgets\n\nA module about widgets")
+    assert "build(n)\nBuild n widgets" in module and "Widget" not in module
+    assert widget.startswith("widgets.Widget\n\nclass Widget(Base)\nA widget holds")
+    assert "assemble(self, parts, *, strict=False)\nPut the parts" in widget
+    assert widget.count("Put the parts together") == 1  # a copied docstring is shown once
+
+
+def test_near_duplicates_keep_the_layout_of_the_page_they_copy():
+    original = "\n".join(f"line {i} of a page that a mirror copies word for word" for i in range(12))
+    (copy,) = near_duplicates(random.Random(0), [original], 1)
+    body = copy.rsplit(" (mirror", 1)[0]
+    assert body.count("\n") == original.count("\n")
+    changed = [a != b for a, b in zip(body.split(), original.split(), strict=True)]
+    assert 1 <= sum(changed) <= 3
