@@ -52,7 +52,7 @@ FULL = DemoSettings(n_docstring_docs=1800, n_prose_docs=700, n_boilerplate_docs=
                     n_junk_docs=280, n_near_duplicate_docs=100, n_target_docs=250)
 QUICK = DemoSettings(n_docstring_docs=500, n_prose_docs=150, n_boilerplate_docs=15,
                      n_junk_docs=70, n_near_duplicate_docs=25, n_target_docs=120)
-QUICK_OVERRIDES = ["demo_models.base_steps=30", "demo_models.max_docs=600",
+QUICK_OVERRIDES = ["demo_models.max_docs=600",
                    "lm_loss.sample_limit=600", "mixture.demo_steps=30",
                    "mixture.demo_docs_per_bucket=60"]
 GOALS = {"preselect": ("selected_junk_share_preselect", 0.02),

@@ -42,7 +42,7 @@ def chain_overrides(work: Path) -> list[str]:
         # the only documents these tiny demo models disagree on (ps < 1), which
         # train_classifier needs as negatives.
         "prefilter.families=[gopher_repetition]",
-        f"demo_models.out_dir={models}", "demo_models.k=3", "demo_models.base_steps=12",
+        f"demo_models.out_dir={models}", "demo_models.k=3", "demo_models.steps=24",
         "demo_models.vocab_size=320", "demo_models.n_positions=64", "demo_models.max_docs=200",
         f"lm_loss.models_manifest={models / 'models.yaml'}", "lm_loss.stride=32",
         f"preselect.model_dir={work / 'fasttext'}", "preselect.bucket=20000",

@@ -154,13 +154,17 @@ class LMLossSettings(Section):
 class DemoModelsSettings(Section):
     out_dir: str = "artifacts/demo_models"
     k: int = Field(4, ge=2)
-    base_steps: int = Field(60, ge=1, description="training steps of the smallest model")
+    steps: int = Field(600, ge=1, description="training steps of every reference model")
+    n_layer: int = Field(1, ge=1, description="layers of every reference model (one size)")
+    n_embd: int = Field(64, ge=16, description="width of every reference model (head size 16)")
+    lr: float = Field(3e-3, gt=0, description="peak learning rate (AdamW, cosine decay)")
+    batch_size: int = Field(16, ge=1, description="training blocks of n_positions per step")
     vocab_size: int = Field(1024, ge=260, description="byte-level BPE: 256 bytes + specials + merges")
     n_positions: int = Field(128, ge=8)
     max_docs: int = Field(2000, ge=10, description="documents sampled to train on")
     trusted_shares: list[float] | None = Field(
         None, description="per model, the share of its training tokens drawn from the target "
-        "set (preselect.target_paths); null: 0, 1/k, ..., spread across the sizes"
+        "set (preselect.target_paths); null: evenly from 0 to 1/2"
     )
     seed: int = 0
 

@@ -182,37 +182,56 @@ def train_causal_lm(
 
 @dataclass(frozen=True)
 class DemoModelSpec:
-    """Size and training length of one family member."""
+    """Size, training length and training data of one family member."""
 
     n_layer: int
     n_embd: int
     n_head: int
     steps: int
     trusted_share: float = 0.0  # share of training tokens drawn from the target set
+    lr: float = 3e-3
 
 
 def default_specs(
-    k: int, base_steps: int = 50, trusted_shares: Sequence[float] | None = None
+    k: int,
+    steps: int = 600,
+    trusted_shares: Sequence[float] | None = None,
+    *,
+    n_layer: int = 1,
+    n_embd: int = 64,
+    lr: float = 3e-3,
 ) -> list[DemoModelSpec]:
-    """k members growing in width, depth and steps, with trusted shares 0, 1/k, ... (k-1)/k
-    spread across the sizes (the middle size gets 0), so data and size both move the benchmark.
-
-    Sized for the job's budget: k=4 trains in about a minute on 2 CPU cores.
+    """k members of one size and training length that differ in data: trusted shares evenly
+    from 0 to 1/2 (or `trusted_shares`). Equal sizes and one seed leave the data as the main
+    cause of their differences, so losses co-vary with the benchmark through what a document
+    resembles. The shares stop at 1/2 because a trusted half of a few hundred documents is soon
+    memorised: on the demo target, share 1 scored worst of 0, 1/3, 2/3, 1 for two seeds.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     shares = list(trusted_shares) if trusted_shares is not None else [
-        ((i + k - k // 2) % k) / k for i in range(k)]
+        i / (2 * max(k - 1, 1)) for i in range(k)]
     if len(shares) != k:
         raise ValueError(f"need one trusted share per model: {k} models, {len(shares)} shares")
-    # Head size stays 16 while the width grows.
-    return [
-        DemoModelSpec(
-            n_layer=1 + (i + 1) // 2, n_embd=32 + 16 * i, n_head=2 + i, steps=base_steps * (i + 1),
-            trusted_share=float(shares[i]),
-        )
-        for i in range(k)
-    ]
+    # Head size 16.
+    return [DemoModelSpec(n_layer=n_layer, n_embd=n_embd, n_head=max(1, n_embd // 16),
+                          steps=steps, trusted_share=float(share), lr=lr) for share in shares]
+
+
+def benchmark_warnings(shares: Sequence[float], scores: Sequence[float],
+                       seed_noise: float | None) -> list[str]:
+    """What is wrong with a family's benchmark: not ordered by trusted share, or a spread
+    within the noise of retraining one member on other batches (then PreSelect's ranking
+    reflects chance, not the target)."""
+    ranked = [score for _, score in sorted(zip(shares, scores, strict=True))]
+    out = []
+    if any(b <= a for a, b in zip(ranked, ranked[1:], strict=False)):
+        out.append("benchmark is not ordered by trusted share")
+    spread = max(scores) - min(scores)
+    if seed_noise is not None and spread < 3 * seed_noise:
+        out.append(f"benchmark spread {spread:.4f} is within 3 x seed noise ({seed_noise:.4f}); "
+                   "train longer (demo_models.steps) or use real references")
+    return out
 
 
 def mixed_stream(pool: np.ndarray, trusted: np.ndarray, share: float) -> np.ndarray:
@@ -265,13 +284,18 @@ def build_demo_models(
     heldout_fraction: float = 0.1,
     target_texts: Sequence[str] | None = None,
     seed: int = 0,
+    measure_seed_noise: bool = False,
 ) -> list[dict]:
     """Train k models into `out_dir/<model_id>/`, write `out_dir/models.yaml`, return its entries.
 
     Each entry is {model_id, path, benchmark_score, stride}; benchmark_score = -(bits per byte
     on the benchmark text: half of `target_texts`, or held-out pool text without them);
     stride = n_positions // 2, the lm_loss window stride that fits these models.
-    `specs` overrides the default schedule (its length then replaces k).
+    `specs` overrides the default schedule (its length then replaces k). Every member starts
+    from the same seed (members of one size share their initial weights, so what they differ
+    in is their data). With `measure_seed_noise`, the first member is trained again from the
+    same weights on other random batches (seed + 1) and models.yaml records `seed_noise`, the
+    change of its benchmark score: the chance part of any difference between members.
     """
     specs = list(specs) if specs is not None else default_specs(k)
     if target_texts:
@@ -285,34 +309,30 @@ def build_demo_models(
     tokenizer = train_tokenizer(train + trusted, str(root / "tokenizer"), vocab_size=vocab_size)
     pool_stream = pack_token_stream(tokenizer, train)
     trusted_stream = pack_token_stream(tokenizer, trusted)
-    entries = []
-    for index, spec in enumerate(specs):
-        model_id = f"demo-{index + 1}"
+    def train_and_score(spec: DemoModelSpec, model_dir: Path, batch_seed: int) -> float:
         started = time.perf_counter()
-        model = init_causal_lm(
-            tokenizer,
-            n_layer=spec.n_layer,
-            n_embd=spec.n_embd,
-            n_head=spec.n_head,
-            n_positions=n_positions,
-            seed=seed + index,
-        )
+        model = init_causal_lm(tokenizer, n_layer=spec.n_layer, n_embd=spec.n_embd,
+                               n_head=spec.n_head, n_positions=n_positions, seed=seed)
         stream = mixed_stream(pool_stream, trusted_stream, spec.trusted_share)
-        train_causal_lm(model, stream, steps=spec.steps, batch_size=batch_size, seed=seed + index)
-        model_dir = root / model_id
+        train_causal_lm(model, stream, steps=spec.steps, batch_size=batch_size, lr=spec.lr,
+                        seed=batch_seed)
         model.save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
         lm = LoadedLM(model, tokenizer, torch.device("cpu"), torch.float32, str(model_dir))
         bpb = heldout_bits_per_byte(lm, heldout, window=n_positions)
+        print(f"{model_dir.name}: {spec} benchmark bits/byte {bpb:.4f} "
+              f"({time.perf_counter() - started:.1f} s)", flush=True)
+        return bpb
+
+    entries = []
+    for index, spec in enumerate(specs):
+        model_id = f"demo-{index + 1}"
+        model_dir = root / model_id
+        bpb = train_and_score(spec, model_dir, seed)
         # Half the context: more tokens per window than the lm_loss default (window * 512 // 1900).
         stride = max(1, n_positions // 2)
         entries.append(
             {"model_id": model_id, "path": str(model_dir), "benchmark_score": -bpb, "stride": stride}
-        )
-        print(
-            f"{model_id}: {spec} benchmark bits/byte {bpb:.4f} "
-            f"({time.perf_counter() - started:.1f} s)",
-            flush=True,
         )
     manifest = {
         "benchmark": "negative bits per byte on "
@@ -320,6 +340,9 @@ def build_demo_models(
         + " (higher is better)",
         "models": entries,
     }
+    if measure_seed_noise and entries:
+        again = train_and_score(specs[0], root / "seed-noise", seed + 1)
+        manifest["seed_noise"] = abs(-again - entries[0]["benchmark_score"])
     (root / "models.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     return entries
 

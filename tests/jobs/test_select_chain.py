@@ -22,7 +22,7 @@ CORPUS = DemoSettings(n_docstring_docs=150, n_prose_docs=60, n_boilerplate_docs=
                       n_junk_docs=48, n_near_duplicate_docs=12, n_target_docs=40)
 TINY = [
     "spark.conf={spark.sql.shuffle.partitions: 4, spark.default.parallelism: 4}",
-    "demo_models.k=3", "demo_models.base_steps=10", "demo_models.vocab_size=300",
+    "demo_models.k=3", "demo_models.steps=20", "demo_models.vocab_size=300",
     "demo_models.n_positions=32", "demo_models.max_docs=150", "lm_loss.stride=16",
     "preselect.bucket=20000", "preselect.thread=1", "bucketize.n_buckets=4",
     "zip.k1=40", "zip.k2=10", "zip.k3=5", "mixture.demo_steps=8",
@@ -74,6 +74,9 @@ def test_select_chain_keeps_less_junk_than_the_corpus(spark, tmp_path):
     assert (tmp_path / "lake" / "curated").is_dir()
     assert reports["ingest"].rows_out == len(labels)
     assert "target_paths" in reports["demo_models"].details["benchmark on"]
+    order = reports["demo_models"].details["benchmark by trusted share"]
+    assert [part.split(" (")[0] for part in order.split(" < ")] == ["demo-1", "demo-2", "demo-3"]
+    assert "seed noise" in reports["demo_models"].details
     assert set(reports["demo_models"].details["mimic checkpoints"].split(", ")) == {
         "early", "middle", "final", "reference"}
 
