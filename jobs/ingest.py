@@ -54,7 +54,9 @@ def expand_paths(patterns: list[str], source: str = "config") -> list[str]:
         matches = [m for m in matches if os.path.exists(m)]
         if not matches:
             raise ConfigError(f"{source}: ingest.paths: nothing matches {pattern!r}")
-        paths.extend(matches)
+        # Absolute: Spark resolves relative paths against the JVM's working directory, which
+        # need not be Python's (a session started elsewhere, a notebook).
+        paths.extend(os.path.abspath(m) for m in matches)
     return paths
 
 

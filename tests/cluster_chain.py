@@ -37,11 +37,12 @@ def chain_overrides(work: Path) -> list[str]:
         f"demo.corpus_dir={work / 'corpus'}", f"ingest.paths=['{work / 'corpus'}/*.jsonl']",
         "demo.n_docstring_docs=160", "demo.n_boilerplate_docs=30",
         "demo.n_near_duplicate_docs=30", "demo.n_junk_docs=20", "demo.n_files=2",
+        f"demo.target_dir={work / 'target'}", "demo.n_prose_docs=0",
         # Repetition rules only: they remove the boilerplate but keep the random-character junk,
         # the only documents these tiny demo models disagree on (ps < 1), which
         # train_classifier needs as negatives.
         "prefilter.families=[gopher_repetition]",
-        f"demo_models.out_dir={models}", "demo_models.k=3", "demo_models.base_steps=12",
+        f"demo_models.out_dir={models}", "demo_models.k=3", "demo_models.steps=24",
         "demo_models.vocab_size=320", "demo_models.n_positions=64", "demo_models.max_docs=200",
         f"lm_loss.models_manifest={models / 'models.yaml'}", "lm_loss.stride=32",
         f"preselect.model_dir={work / 'fasttext'}", "preselect.bucket=20000",

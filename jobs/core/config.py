@@ -71,10 +71,20 @@ class LakeSettings(Section):
 
 class DemoSettings(Section):
     corpus_dir: str = "demo_data/corpus"
+    target_dir: str = Field(
+        "demo_data/target", description="target set: clean documents kept out of the pool"
+    )
     n_docstring_docs: int = Field(1200, ge=0)
+    n_prose_docs: int = Field(
+        300, ge=0, description="clean reference, manual, source-comment and license documents"
+    )
     n_boilerplate_docs: int = Field(250, ge=0)
     n_near_duplicate_docs: int = Field(250, ge=0)
-    n_junk_docs: int = Field(150, ge=0)
+    n_junk_docs: int = Field(
+        150, ge=0, description="spread over spam, menus, tables, random characters, lorem ipsum, "
+        "base64/hex blobs and product pages"
+    )
+    n_target_docs: int = Field(200, ge=0, description="clean documents of the target set")
     n_files: int = Field(4, ge=1)
     seed: int = 0
     build_if_missing: bool = True
@@ -158,14 +168,34 @@ class LMLossSettings(Section):
 class DemoModelsSettings(Section):
     out_dir: str = "artifacts/demo_models"
     k: int = Field(4, ge=2)
-    base_steps: int = Field(60, ge=1, description="training steps of the smallest model")
+    steps: int = Field(600, ge=1, description="training steps of every reference model")
+    n_layer: int = Field(1, ge=1, description="layers of every reference model (one size)")
+    n_embd: int = Field(64, ge=16, description="width of every reference model (head size 16)")
+    lr: float = Field(3e-3, gt=0, description="peak learning rate (AdamW, cosine decay)")
+    batch_size: int = Field(16, ge=1, description="training blocks of n_positions per step")
     vocab_size: int = Field(1024, ge=260, description="byte-level BPE: 256 bytes + specials + merges")
     n_positions: int = Field(128, ge=8)
     max_docs: int = Field(2000, ge=10, description="documents sampled to train on")
+    trusted_shares: list[float] | None = Field(
+        None, description="per model, the share of its training tokens drawn from the target "
+        "set (preselect.target_paths); null: evenly from 0 to 1/2"
+    )
     seed: int = 0
+
+    @field_validator("trusted_shares")
+    @classmethod
+    def _shares(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and not all(0 <= share <= 1 for share in value):
+            raise ValueError("each trusted share must be in [0, 1]")
+        return value
 
 
 class PreSelectSettings(Section):
+    target_paths: list[str] = Field(
+        default_factory=list, description="trusted target text (JSONL with a text field, globs): "
+        "demo_models measures each reference model's benchmark on it and trains Grad-Mimic's "
+        "reference on it; empty: held-out pool text"
+    )
     positive_threshold: float = Field(1.0, ge=0, le=1)
     max_per_class: int = Field(200_000, ge=1)
     max_collect_bytes: int = Field(512 * 1024 * 1024, ge=1024)

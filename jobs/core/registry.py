@@ -26,6 +26,9 @@ JOB_SPECS: dict[str, JobSpec] = {
     "demo_corpus": JobSpec(
         "jobs.demo.corpus", "build the offline demo corpus", "Python's stdlib",
         "`demo.corpus_dir/*.jsonl`", keys=("demo",)),
+    "demo_target": JobSpec(
+        "jobs.demo.corpus:run_target", "build only the demo target set (trusted clean text)",
+        "Python's stdlib", "`demo.target_dir/target.jsonl`", keys=("demo",)),
     "ingest": JobSpec(
         "jobs.ingest", "read raw records into `documents`; bad ones go to `quarantine`",
         "JSONL / Parquet / Delta (`ingest.paths`, globs)", "`documents`, `quarantine`",
@@ -43,8 +46,9 @@ JOB_SPECS: dict[str, JobSpec] = {
         "`scores`", "`curated`, partitioned by `quality_bucket`", ("curated",),
         ("bucketize", PASSED)),
     "demo_models": JobSpec(
-        "jobs.demo.models", "train k small reference LMs for the demo", "`documents`",
-        "k small causal LMs + `models.yaml` under `demo_models.out_dir`", keys=("demo_models",)),
+        "jobs.demo.references", "train k small reference LMs and the Grad-Mimic run for the "
+        "demo", "passed `documents` + `preselect.target_paths`",
+        "k small causal LMs + `models.yaml` under `demo_models.out_dir`", keys=("demo_models", "preselect.target_paths")),
     "lm_loss": JobSpec(
         "jobs.lm_loss", "bits per character of each reference model", "passed `documents` "
         "(sampled), models from config", "`model_losses`, partitioned by `model_id`",

@@ -2,9 +2,13 @@
 
 PreSelect needs N reference models of one family whose benchmark scores are ordered. Offline (no
 hub downloads) we train our own: one byte-level BPE tokenizer on the corpus, then k GPT-2 models
-that grow in width, depth and training steps. Each model's benchmark score is measured on held-out
-text as the negative corpus-level bits per byte (higher = better), so the ordering is measured,
-not assumed. Every model directory holds safetensors weights plus the tokenizer, loadable with
+that grow in width, depth and training steps and differ in training data. With a target set
+(trusted text; `preselect.target_paths`) it is split in two by a hash: model i draws a share
+`trusted_share` of its training tokens from the first half and the rest from the pool, and its
+benchmark score is the negative corpus-level bits per byte on the second half (higher = better),
+as PreSelect ranks its models by downstream benchmarks, never by how well they fit the pool.
+Without a target set the benchmark is held-out pool text. The ordering is measured, not assumed.
+Every model directory holds safetensors weights plus the tokenizer, loadable with
 `udfs.lm_models.load_causal_lm`; `models.yaml` in the output directory lists them.
 
 Run: `python -m jobs.demo.models --texts corpus.jsonl --out /tmp/demo_models [--k 4]`
@@ -136,6 +140,8 @@ def init_causal_lm(
 
 def pack_token_stream(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> np.ndarray:
     """All documents as one token stream, each preceded by BOS (the same prefix scoring uses)."""
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
     encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     bos = tokenizer.bos_token_id
     return np.fromiter((tok for ids in encoded if ids for tok in [bos, *ids]), dtype=np.int64)
@@ -177,28 +183,67 @@ def train_causal_lm(
 
 @dataclass(frozen=True)
 class DemoModelSpec:
-    """Size and training length of one family member."""
+    """Size, training length and training data of one family member."""
 
     n_layer: int
     n_embd: int
     n_head: int
     steps: int
+    trusted_share: float = 0.0  # share of training tokens drawn from the target set
+    lr: float = 3e-3
 
 
-def default_specs(k: int, base_steps: int = 50) -> list[DemoModelSpec]:
-    """k members growing in width, depth and steps, so quality rises with the index.
-
-    Sized for the job's budget: k=4 trains in about a minute on 2 CPU cores.
+def default_specs(
+    k: int,
+    steps: int = 600,
+    trusted_shares: Sequence[float] | None = None,
+    *,
+    n_layer: int = 1,
+    n_embd: int = 64,
+    lr: float = 3e-3,
+) -> list[DemoModelSpec]:
+    """k members of one size and training length that differ in data: trusted shares evenly
+    from 0 to 1/2 (or `trusted_shares`). Equal sizes and one seed leave the data as the main
+    cause of their differences, so losses co-vary with the benchmark through what a document
+    resembles. The shares stop at 1/2 because a trusted half of a few hundred documents is soon
+    memorised: on the demo target, share 1 scored worst of 0, 1/3, 2/3, 1 for two seeds.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    # Head size stays 16 while the width grows.
-    return [
-        DemoModelSpec(
-            n_layer=1 + (i + 1) // 2, n_embd=32 + 16 * i, n_head=2 + i, steps=base_steps * (i + 1)
-        )
-        for i in range(k)
-    ]
+    shares = list(trusted_shares) if trusted_shares is not None else [
+        i / (2 * max(k - 1, 1)) for i in range(k)]
+    if len(shares) != k:
+        raise ValueError(f"need one trusted share per model: {k} models, {len(shares)} shares")
+    # Head size 16.
+    return [DemoModelSpec(n_layer=n_layer, n_embd=n_embd, n_head=max(1, n_embd // 16),
+                          steps=steps, trusted_share=float(share), lr=lr) for share in shares]
+
+
+def benchmark_warnings(shares: Sequence[float], scores: Sequence[float],
+                       seed_noise: float | None) -> list[str]:
+    """What is wrong with a family's benchmark: not ordered by trusted share, or a spread
+    within the noise of retraining one member on other batches (then PreSelect's ranking
+    reflects chance, not the target)."""
+    ranked = [score for _, score in sorted(zip(shares, scores, strict=True))]
+    out = []
+    if any(b <= a for a, b in zip(ranked, ranked[1:], strict=False)):
+        out.append("benchmark is not ordered by trusted share")
+    spread = max(scores) - min(scores)
+    if seed_noise is not None and spread < 3 * seed_noise:
+        out.append(f"benchmark spread {spread:.4f} is within 3 x seed noise ({seed_noise:.4f}); "
+                   "train longer (demo_models.steps) or use real references")
+    return out
+
+
+def mixed_stream(pool: np.ndarray, trusted: np.ndarray, share: float) -> np.ndarray:
+    """The pool's tokens followed by the trusted tokens, tiled so that they make up `share` of
+    the stream (random training blocks then draw about that share from them)."""
+    if share <= 0 or trusted.size == 0:
+        return pool
+    if share >= 1 or pool.size == 0:
+        return trusted
+    wanted = int(round(pool.size * share / (1 - share)))
+    return np.concatenate([pool, np.resize(trusted, wanted)])
 
 
 def split_heldout(texts: Sequence[str], heldout_fraction: float) -> tuple[list[str], list[str]]:
@@ -238,52 +283,67 @@ def build_demo_models(
     n_positions: int = 128,
     batch_size: int = 8,
     heldout_fraction: float = 0.1,
+    target_texts: Sequence[str] | None = None,
     seed: int = 0,
+    measure_seed_noise: bool = False,
 ) -> list[dict]:
     """Train k models into `out_dir/<model_id>/`, write `out_dir/models.yaml`, return its entries.
 
-    Each entry is {model_id, path, benchmark_score, stride}; benchmark_score = -(held-out bits
-    per byte); stride = n_positions // 2, the lm_loss window stride that fits these models.
-    `specs` overrides the default growth schedule (its length then replaces k).
+    Each entry is {model_id, path, benchmark_score, stride}; benchmark_score = -(bits per byte
+    on the benchmark text: half of `target_texts`, or held-out pool text without them);
+    stride = n_positions // 2, the lm_loss window stride that fits these models.
+    `specs` overrides the default schedule (its length then replaces k). Every member starts
+    from the same seed (members of one size share their initial weights, so what they differ
+    in is their data). With `measure_seed_noise`, the first member is trained again from the
+    same weights on other random batches (seed + 1) and models.yaml records `seed_noise`, the
+    change of its benchmark score: the chance part of any difference between members.
     """
     specs = list(specs) if specs is not None else default_specs(k)
-    train, heldout = split_heldout(texts, heldout_fraction)
+    if target_texts:
+        train = [t for t in texts if isinstance(t, str) and t]
+        trusted, heldout = split_heldout(target_texts, 0.5)
+    else:
+        train, heldout = split_heldout(texts, heldout_fraction)
+        trusted = []
     root = Path(out_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(train, str(root / "tokenizer"), vocab_size=vocab_size)
-    stream = pack_token_stream(tokenizer, train)
-    entries = []
-    for index, spec in progress(list(enumerate(specs)), "demo models: training"):
-        model_id = f"demo-{index + 1}"
+    tokenizer = train_tokenizer(train + trusted, str(root / "tokenizer"), vocab_size=vocab_size)
+    pool_stream = pack_token_stream(tokenizer, train)
+    trusted_stream = pack_token_stream(tokenizer, trusted)
+    def train_and_score(spec: DemoModelSpec, model_dir: Path, batch_seed: int) -> float:
         started = time.perf_counter()
-        model = init_causal_lm(
-            tokenizer,
-            n_layer=spec.n_layer,
-            n_embd=spec.n_embd,
-            n_head=spec.n_head,
-            n_positions=n_positions,
-            seed=seed + index,
-        )
-        train_causal_lm(model, stream, steps=spec.steps, batch_size=batch_size, seed=seed + index)
-        model_dir = root / model_id
+        model = init_causal_lm(tokenizer, n_layer=spec.n_layer, n_embd=spec.n_embd,
+                               n_head=spec.n_head, n_positions=n_positions, seed=seed)
+        stream = mixed_stream(pool_stream, trusted_stream, spec.trusted_share)
+        train_causal_lm(model, stream, steps=spec.steps, batch_size=batch_size, lr=spec.lr,
+                        seed=batch_seed)
         model.save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
         lm = LoadedLM(model, tokenizer, torch.device("cpu"), torch.float32, str(model_dir))
         bpb = heldout_bits_per_byte(lm, heldout, window=n_positions)
+        print(f"{model_dir.name}: {spec} benchmark bits/byte {bpb:.4f} "
+              f"({time.perf_counter() - started:.1f} s)", flush=True)
+        return bpb
+
+    entries = []
+    for index, spec in progress(list(enumerate(specs)), "demo models: training"):
+        model_id = f"demo-{index + 1}"
+        model_dir = root / model_id
+        bpb = train_and_score(spec, model_dir, seed)
         # Half the context: more tokens per window than the lm_loss default (window * 512 // 1900).
         stride = max(1, n_positions // 2)
         entries.append(
             {"model_id": model_id, "path": str(model_dir), "benchmark_score": -bpb, "stride": stride}
         )
-        print(
-            f"{model_id}: {spec} held-out bits/byte {bpb:.4f} "
-            f"({time.perf_counter() - started:.1f} s)",
-            flush=True,
-        )
     manifest = {
-        "benchmark": "negative held-out bits per byte (higher is better)",
+        "benchmark": "negative bits per byte on "
+        + ("half of the target set" if target_texts else "held-out pool text")
+        + " (higher is better)",
         "models": entries,
     }
+    if measure_seed_noise and entries:
+        again = train_and_score(specs[0], root / "seed-noise", seed + 1)
+        manifest["seed_noise"] = abs(-again - entries[0]["benchmark_score"])
     (root / "models.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     return entries
 
@@ -320,67 +380,6 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     return build_demo_models(
         read_texts(args.texts), args.out, k=args.k, vocab_size=args.vocab_size, seed=args.seed
     )
-
-
-
-MIMIC_RUN_DIR = "mimic-run"
-
-
-def save_training_checkpoints(
-    tokenizer: PreTrainedTokenizerFast,
-    stream: np.ndarray,
-    out_dir: Path,
-    *,
-    spec: DemoModelSpec,
-    n_positions: int,
-    seed: int = 0,
-) -> dict[str, str]:
-    """One training run saved at a third (`early`), two thirds (`middle`) and the end (`final`):
-    Grad-Mimic's θ_t and θ_ref must share an architecture, which the growing family does not."""
-    model = init_causal_lm(tokenizer, n_layer=spec.n_layer, n_embd=spec.n_embd,
-                           n_head=spec.n_head, n_positions=n_positions, seed=seed)
-    saved: dict[str, str] = {}
-    done = 0
-    stops = [("early", spec.steps // 3), ("middle", 2 * spec.steps // 3), ("final", spec.steps)]
-    for name, until in stops:
-        train_causal_lm(model, stream, steps=max(until - done, 1), seed=seed + until)
-        done = until
-        path = out_dir / name
-        model.save_pretrained(path)
-        tokenizer.save_pretrained(path)
-        saved[name] = str(path)
-    return saved
-
-
-def run(spark, cfg):
-    """Train the demo family on a hash sample of `documents`; write models.yaml for lm_loss."""
-    from jobs.core.base import JobReport, lake_for
-    from jobs.lm_loss import sample_documents
-
-    settings = cfg.demo_models
-    lake = lake_for(spark, cfg)
-    docs = lake.read("documents").select("doc_id", "text")
-    sample = sample_documents(docs, limit=settings.max_docs, seed=settings.seed)
-    texts = [r.text for r in sample.collect()]
-    entries = build_demo_models(
-        texts, settings.out_dir, k=settings.k, specs=default_specs(settings.k, settings.base_steps),
-        vocab_size=settings.vocab_size, n_positions=settings.n_positions, seed=settings.seed,
-    )
-    root = Path(settings.out_dir).resolve()
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(root / "tokenizer"))
-    checkpoints = save_training_checkpoints(
-        tokenizer, pack_token_stream(tokenizer, texts), root / MIMIC_RUN_DIR,
-        spec=DemoModelSpec(n_layer=1, n_embd=32, n_head=2, steps=3 * settings.base_steps // 2),
-        n_positions=settings.n_positions, seed=settings.seed,
-    )
-    n_documents = lake.count("documents")
-    return JobReport(
-        "demo_models", n_documents, len(texts), rows_filtered=n_documents - len(texts),
-        filtered_label="not sampled (demo_models.max_docs)",
-        tables={"models.yaml": str(root / "models.yaml")},
-        details={e["model_id"]: f"benchmark {e['benchmark_score']:.4f}" for e in entries}
-        | {"mimic checkpoints": ", ".join(checkpoints)},
-    ).check_invariant()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import hashlib
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -11,9 +12,11 @@ from transformers import AutoTokenizer
 
 from jobs.demo.models import (
     DemoModelSpec,
+    benchmark_warnings,
     build_demo_models,
     default_specs,
     init_causal_lm,
+    mixed_stream,
     train_tokenizer,
 )
 from tests.lm_fixtures import reference_nll, synthetic_texts
@@ -94,11 +97,23 @@ def test_init_rejects_bad_shapes(tokenizer):
         )
 
 
-def test_default_family_grows_in_size_and_steps():
-    specs = default_specs(4)
-    for smaller, larger in zip(specs, specs[1:], strict=False):
-        assert larger.n_layer >= smaller.n_layer and larger.n_embd > smaller.n_embd
-        assert larger.steps > smaller.steps and larger.n_embd % larger.n_head == 0
+def test_default_family_is_one_size_and_differs_in_trusted_share():
+    specs = default_specs(4, 50, n_embd=48, lr=0.01)
+    assert [s.trusted_share for s in specs] == pytest.approx([0.0, 1 / 6, 1 / 3, 0.5])
+    assert {(s.n_layer, s.n_embd, s.n_head, s.steps, s.lr) for s in specs} == {(1, 48, 3, 50, 0.01)}
+    assert [s.trusted_share for s in default_specs(2, trusted_shares=[1.0, 0.0])] == [1.0, 0.0]
+    with pytest.raises(ValueError, match="one trusted share per model"):
+        default_specs(3, trusted_shares=[0.5])
+
+
+def test_benchmark_warnings_name_a_wrong_order_and_a_spread_within_noise():
+    shares = [0.0, 0.5, 1.0]
+    assert benchmark_warnings(shares, [-3.2, -3.1, -3.0], seed_noise=0.01) == []
+    assert benchmark_warnings([1.0, 0.0, 0.5], [-3.0, -3.2, -3.1], seed_noise=0.01) == []
+    (wrong,) = benchmark_warnings(shares, [-3.2, -3.0, -3.1], seed_noise=0.01)
+    assert "not ordered by trusted share" in wrong
+    (noisy,) = benchmark_warnings(shares, [-3.2, -3.1, -3.0], seed_noise=0.1)
+    assert "within 3 x seed noise" in noisy and "0.2000" in noisy
 
 
 def _heldout(texts: list[str], fraction: float) -> list[str]:
@@ -116,7 +131,8 @@ def test_demo_family_has_measured_and_ordered_benchmark_scores(tmp_path):
         DemoModelSpec(n_layer=2, n_embd=32, n_head=2, steps=60),
     ]
     entries = build_demo_models(
-        texts, str(tmp_path), specs=specs, vocab_size=300, n_positions=32, batch_size=8
+        texts, str(tmp_path), specs=specs, vocab_size=300, n_positions=32, batch_size=8,
+        measure_seed_noise=True,
     )
     assert [e["model_id"] for e in entries] == ["demo-1", "demo-2"]
     assert all(e["stride"] == 16 for e in entries)
@@ -125,14 +141,33 @@ def test_demo_family_has_measured_and_ordered_benchmark_scores(tmp_path):
     heldout = _heldout(texts, 0.1)
     assert 10 <= len(heldout) <= 45
     n_bytes = sum(len(t.encode("utf-8")) for t in heldout)
+
+    def benchmark(path) -> float:
+        lm = load_causal_lm(str(path), device="cpu")
+        total = sum(reference_nll(lm.model, lm.tokenizer, t, 32, 16)[0] for t in heldout)
+        return -total / (math.log(2) * n_bytes)
+
     for entry in entries:
         assert Path(entry["path"]).parent == tmp_path.resolve()
-        lm = load_causal_lm(entry["path"], device="cpu")
-        total = sum(reference_nll(lm.model, lm.tokenizer, t, 32, 16)[0] for t in heldout)
-        assert entry["benchmark_score"] == pytest.approx(-total / (math.log(2) * n_bytes), rel=1e-5)
+        assert entry["benchmark_score"] == pytest.approx(benchmark(entry["path"]), rel=1e-5)
     assert entries[1]["benchmark_score"] > entries[0]["benchmark_score"]
+    # demo-1 again from the same weights on other batches: how far chance moves a benchmark
+    again = benchmark(tmp_path / "seed-noise")
+    assert manifest["seed_noise"] > 0
+    assert manifest["seed_noise"] == pytest.approx(abs(again - entries[0]["benchmark_score"]),
+                                                   rel=1e-4)
 
 
 def test_demo_family_needs_texts_on_both_sides_of_the_split(tmp_path):
     with pytest.raises(ValueError, match="held-out split"):
         build_demo_models(["only one text"], str(tmp_path), k=1)
+
+
+def test_mixed_stream_draws_the_trusted_share_of_its_tokens():
+    pool, trusted = np.arange(1000), np.arange(1000, 1030)
+    mixed = mixed_stream(pool, trusted, 0.25)
+    assert np.array_equal(mixed[:1000], pool)
+    assert (mixed >= 1000).mean() == pytest.approx(0.25, abs=1e-3)
+    assert np.array_equal(mixed_stream(pool, trusted, 0.0), pool)
+    assert np.array_equal(mixed_stream(pool, trusted, 1.0), trusted)
+    assert np.array_equal(mixed_stream(pool, trusted[:0], 0.5), pool)

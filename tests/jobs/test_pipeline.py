@@ -14,7 +14,8 @@ CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
 def small_config(tmp_path):
     return load_config(CONF, [
         f"lake.root={tmp_path / 'lake'}",
-        f"demo.corpus_dir={tmp_path / 'corpus'}",
+        f"demo.corpus_dir={tmp_path / 'corpus'}", f"demo.target_dir={tmp_path / 'target'}",
+        "demo.n_prose_docs=0",
         f"ingest.paths=['{tmp_path / 'corpus'}/*.jsonl']",
         "demo.n_docstring_docs=120", "demo.n_boilerplate_docs=30",
         "demo.n_near_duplicate_docs=30", "demo.n_junk_docs=20", "demo.n_files=2",
