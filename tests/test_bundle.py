@@ -79,6 +79,16 @@ def test_bundle_builds_the_wheel_and_declares_every_variable_it_uses():
     assert used <= set(BUNDLE["variables"]), f"undeclared: {used - set(BUNDLE['variables'])}"
 
 
+def test_the_wheel_leaves_a_runtimes_own_spark_alone():
+    """A Databricks runtime brings its Spark: requiring PyPI's pyspark would install it over."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    base = [re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in project["dependencies"]]
+    assert not {"pyspark", "delta-spark"} & set(base)
+    spark_extra = {r.split("==")[0] for r in project["optional-dependencies"]["spark"]}
+    assert {"pyspark", "delta-spark"} <= spark_extra
+    assert "siftlake[spark]" in project["optional-dependencies"]["dev"]
+
+
 def test_entry_point_is_the_siftlake_cli():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
         "scripts"
