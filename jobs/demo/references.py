@@ -132,7 +132,7 @@ def run(spark, cfg):
         check = "no target set: the models differ in training steps"
     else:
         check = "; ".join(problems) or "ordered by trusted share, spread above 3 x seed noise"
-    order = " < ".join(f"{e['model_id']} (share {spec.trusted_share:.2f}) {e['benchmark_score']:.4f}"
+    order = ", ".join(f"{e['model_id']} (share {spec.trusted_share:.2f}) {e['benchmark_score']:.4f}"
                        for spec, e in by_share)
     return JobReport(
         "demo_models", len(texts), len(texts),

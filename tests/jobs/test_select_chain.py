@@ -75,7 +75,7 @@ def test_select_chain_keeps_less_junk_than_the_corpus(spark, tmp_path):
     assert reports["ingest"].rows_out == len(labels)
     assert "target_paths" in reports["demo_models"].details["benchmark on"]
     order = reports["demo_models"].details["benchmark by trusted share"]
-    assert [part.split(" (")[0] for part in order.split(" < ")] == ["demo-1", "demo-2", "demo-3"]
+    assert [part.split(" (")[0] for part in order.split(", ")] == ["demo-1", "demo-2", "demo-3"]
     assert "seed noise" in reports["demo_models"].details
     assert set(reports["demo_models"].details["mimic checkpoints"].split(", ")) == {
         "early", "middle", "final", "reference"}
