@@ -32,7 +32,7 @@ SMALL_DEMO = "; ".join([
     # As in tests/cluster_chain.py: the tiny demo models disagree only on the random-character
     # junk, which train_classifier needs as negatives; repetition rules keep it.
     "prefilter.families=[gopher_repetition]",
-    "demo_models.k=3", "demo_models.base_steps=12", "demo_models.vocab_size=320",
+    "demo_models.k=3", "demo_models.steps=24", "demo_models.vocab_size=320",
     "demo_models.n_positions=64", "demo_models.max_docs=200", "lm_loss.stride=32",
     "preselect.bucket=20000", "preselect.thread=1", "bucketize.n_buckets=4",
     "zip.k1=40", "zip.k2=10", "zip.k3=5", "zip.budget_fraction=0.2",

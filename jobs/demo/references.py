@@ -100,7 +100,8 @@ def run(spark, cfg):
     from jobs.prefilter import passed_documents
 
     settings = cfg.demo_models
-    docs = passed_documents(lake_for(spark, cfg), cfg).select("doc_id", "text")
+    lake = lake_for(spark, cfg)
+    docs = passed_documents(lake, cfg).select("doc_id", "text")
     sample = sample_documents(docs, limit=settings.max_docs, seed=settings.seed)
     texts = [r.text for r in sample.collect()]
     target = read_target_texts(cfg)
@@ -134,8 +135,10 @@ def run(spark, cfg):
         check = "; ".join(problems) or "ordered by trusted share, spread above 3 x seed noise"
     order = ", ".join(f"{e['model_id']} (share {spec.trusted_share:.2f}) {e['benchmark_score']:.4f}"
                        for spec, e in by_share)
+    n_documents = lake.count("documents")
     return JobReport(
-        "demo_models", len(texts), len(texts),
+        "demo_models", n_documents, len(texts), rows_filtered=n_documents - len(texts),
+        filtered_label="filtered by rules or not sampled (demo_models.max_docs)",
         tables={"models.yaml": str(root / "models.yaml")},
         details={
             "benchmark on": "half of preselect.target_paths" if target else "held-out pool text",
@@ -144,4 +147,4 @@ def run(spark, cfg):
             "benchmark check": check,
             "mimic checkpoints": ", ".join(checkpoints),
         },
-    )
+    ).check_invariant()
