@@ -13,12 +13,19 @@ garbage, one-line snippets), in interleaved rounds (best of each):
              (tests/udfs/prefilter_reference.py), one process.
   udf        the statistics UDF on local[2], cached input, Spark's no-op sink.
   empty_udf  an Arrow UDF returning the same struct of zeros: the engine's ceiling for any UDF.
+and for the near-duplicate band keys (the `dedup` family, udfs/minhash.py):
+  minhash_raw      the kernel (`minhash_bands`, 14 bands of 8) over the same Arrow batches.
+  minhash_per_doc  MinHash the way DataTrove's signature step runs: per document, a Python
+                   hash per 5-gram shingle, then 112 hash functions in NumPy, one process.
+  minhash_udf      the band-key UDF on local[2], cached input, no-op sink.
 
 It checks that the per-document loop and the job's verdicts (UDF + the rules in Spark) agree on
 every document, then prints, last:
     BENCH prefilter_udf_vs_raw <udf ÷ (2 × raw)> goal>=0.8
     BENCH prefilter_udf_vs_ceiling <udf ÷ 1/(1/empty_udf + 1/(2 × raw))>
     BENCH prefilter_vs_per_doc <raw ÷ per_doc> goal>=2
+    BENCH minhash_udf_vs_raw <minhash_udf ÷ (2 × minhash_raw)>
+    BENCH minhash_vs_per_doc <minhash_raw ÷ minhash_per_doc>
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import random
 import string
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +52,7 @@ from jobs.core.session import build_session  # noqa: E402
 from jobs.prefilter import measure  # noqa: E402
 from jobs.prefilter_rules import active_rules, apply_rules, threshold  # noqa: E402
 from tests.udfs.prefilter_reference import passes  # noqa: E402
+from udfs.minhash import make_minhash_udf, minhash_bands  # noqa: E402
 from udfs.prefilter import (  # noqa: E402
     SPARK_SCHEMA,
     STATISTICS,
@@ -147,6 +156,15 @@ def seconds_of(run) -> float:
     return time.perf_counter() - started
 
 
+def minhash_per_doc(text: str, a: np.ndarray, b: np.ndarray) -> list[int]:
+    """One document's 14 band keys as a per-document signature step computes them."""
+    words = "".join(c if c.isalnum() else " " for c in text.lower()).split()
+    grams = [" ".join(words[i:i + 5]) for i in range(max(1, len(words) - 4))]
+    shingles = np.array([zlib.crc32(g.encode()) for g in grams], np.uint64)
+    signature = ((shingles[:, None] * a[None, :] + b[None, :]) % np.uint64(2**32)).min(axis=0)
+    return [hash(tuple(band)) for band in signature.reshape(14, 8)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -178,11 +196,23 @@ def main() -> None:
         for start in range(0, n, BATCH):
             prefilter_statistics(arrow_docs.slice(start, BATCH))
 
+    def minhash_raw() -> None:
+        for start in range(0, n, BATCH):
+            minhash_bands(arrow_docs.slice(start, BATCH))
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(1, 2**32, 112, dtype=np.uint64) for _ in range(2))
+    bands_udf = make_minhash_udf(5, 14, 8, 1)
+
     peers = {
         "raw": (raw, n),
         "per_doc": (lambda: [passes(d, checks, families) for d in docs[:n_per_doc]], n_per_doc),
         "udf": (lambda: noop(udf("text")), n),
         "empty_udf": (lambda: noop(zeros("text")), n),
+        "minhash_raw": (minhash_raw, n),
+        "minhash_per_doc": (lambda: [minhash_per_doc(d, a, b) for d in docs[:n_per_doc]],
+                            n_per_doc),
+        "minhash_udf": (lambda: noop(bands_udf("text")), n),
     }
     noop(udf("text"))  # warm the Python workers
     rate = dict.fromkeys(peers, 0.0)
@@ -214,6 +244,10 @@ def main() -> None:
     print(f"BENCH prefilter_udf_vs_raw {rate['udf'] / (2 * rate['raw']):.3f} goal>=0.8")
     print(f"BENCH prefilter_udf_vs_ceiling {rate['udf'] / ceiling:.3f}")
     print(f"BENCH prefilter_vs_per_doc {rate['raw'] / rate['per_doc']:.3f} goal>=2")
+    print(f"minhash kernel {rate['minhash_raw']:,.0f}, per document {rate['minhash_per_doc']:,.0f},"
+          f" UDF on local[2] {rate['minhash_udf']:,.0f} docs/s")
+    print(f"BENCH minhash_udf_vs_raw {rate['minhash_udf'] / (2 * rate['minhash_raw']):.3f}")
+    print(f"BENCH minhash_vs_per_doc {rate['minhash_raw'] / rate['minhash_per_doc']:.3f}")
 
 
 if __name__ == "__main__":

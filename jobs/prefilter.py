@@ -12,36 +12,82 @@ filtered, per rule and per source. `prefilter.mode: incremental` measures only d
 from __future__ import annotations
 
 import pandas as pd
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.core.base import JobReport, lake_for
-from jobs.core.config import Config, ConfigError
-from jobs.core.incremental import plan_output, without_result
+from jobs.core.config import Config, ConfigError, PrefilterSettings
+from jobs.core.incremental import plan_output, stored_metadata, without_result
 from jobs.core.lake import Lake
 from jobs.ingest import DOCUMENTS_TABLE
+from jobs.prefilter_dedup import (
+    BANDS_COLUMN,
+    DUPLICATE_OF_COLUMN,
+    FLAG_COLUMN,
+    near_duplicates,
+    with_near_duplicates,
+)
 from jobs.prefilter_rules import RULE_NAMES, active_rules, apply_rules
+from udfs.minhash import SPARK_TYPE as BANDS_TYPE
+from udfs.minhash import make_minhash_udf
 from udfs.prefilter import STATISTIC_NAMES, make_prefilter_udf
 
 PREFILTER_TABLE = "prefilter"
 JOB = "prefilter"
 FILTERED_LABEL = "filtered by rules"
 KEY_COLUMNS = ("doc_id", "source", "n_chars")
+DEDUP_COLUMNS = (BANDS_COLUMN, DUPLICATE_OF_COLUMN, FLAG_COLUMN)
 VERDICT_COLUMNS = ("passed", "filter_reason", "failed_rules")
 NO_SOURCE = "<no source>"
 
 
-def measure(docs: DataFrame) -> DataFrame:
-    """doc_id, source, n_chars and one column per statistic, from one UDF call per document."""
+def dedup_active(settings: PrefilterSettings) -> bool:
+    return "dedup" in settings.families
+
+
+def minhash_settings(settings: PrefilterSettings) -> dict:
+    """What the stored band keys depend on (the switch only decides what they mean)."""
+    return settings.dedup.model_dump(exclude={"reject_near_duplicates"})
+
+
+def measure(docs: DataFrame, settings: PrefilterSettings | None = None) -> DataFrame:
+    """doc_id, source, n_chars, one column per statistic and the MinHash band keys (null when
+    the dedup family is off), from one scan: both kernels see each batch of texts once."""
     statistics = make_prefilter_udf()(F.col("text")).alias("statistics")
-    measured = docs.select(*KEY_COLUMNS, statistics)
+    if settings is not None and dedup_active(settings):
+        dedup = settings.dedup
+        bands = make_minhash_udf(dedup.ngram, dedup.bands, dedup.rows_per_band, dedup.seed)(
+            F.col("text"))
+    else:
+        bands = F.lit(None).cast(BANDS_TYPE)
+    measured = docs.select(*KEY_COLUMNS, statistics, bands.alias(BANDS_COLUMN))
     fields = [F.col(f"statistics.{name}").alias(name) for name in STATISTIC_NAMES]
-    return measured.select(*KEY_COLUMNS, *fields)
+    return measured.select(*KEY_COLUMNS, *fields, BANDS_COLUMN)
 
 
 def prefilter_table(statistics: DataFrame, cfg: Config) -> DataFrame:
     judged = apply_rules(statistics, cfg.prefilter)
-    return judged.select(*KEY_COLUMNS, *STATISTIC_NAMES, *VERDICT_COLUMNS)
+    return judged.select(*KEY_COLUMNS, *STATISTIC_NAMES, *DEDUP_COLUMNS, *VERDICT_COLUMNS)
+
+
+def judged_statistics(
+    lake: Lake, docs: DataFrame, cfg: Config, append: bool
+) -> tuple[DataFrame, DataFrame | None]:
+    """Measured statistics with the near-duplicate columns, and what to unpersist after the
+    write.
+
+    The measured rows are narrow (no text) and are needed twice, by the band grouping and by
+    the write; they are kept on local disk (never in memory) so the kernels run once.
+    """
+    measured = measure(docs, cfg.prefilter)
+    if not dedup_active(cfg.prefilter):
+        return measured.withColumn(DUPLICATE_OF_COLUMN, F.lit(None).cast("string")).withColumn(
+            FLAG_COLUMN, F.lit(False)), None
+    measured = measured.persist(StorageLevel.DISK_ONLY)
+    stored = lake.read(PREFILTER_TABLE).select("doc_id", BANDS_COLUMN) if append else None
+    duplicates = near_duplicates(measured.select("doc_id", BANDS_COLUMN), stored)
+    return with_near_duplicates(measured, duplicates), measured
 
 
 def stored_statistics(lake: Lake, cfg: Config) -> DataFrame:
@@ -51,14 +97,26 @@ def stored_statistics(lake: Lake, cfg: Config) -> DataFrame:
             "yet; run `siftlake prefilter` with prefilter.rethreshold: false first"
         )
     stored = lake.read(PREFILTER_TABLE)
-    missing = [c for c in (*KEY_COLUMNS, *STATISTIC_NAMES) if c not in stored.columns]
+    columns = (*KEY_COLUMNS, *STATISTIC_NAMES, *DEDUP_COLUMNS)
+    missing = [c for c in columns if c not in stored.columns]
     if missing:
         raise ConfigError(
             f"{cfg.source}: prefilter.rethreshold: the stored `prefilter` table lacks {missing} "
             "(written by an older siftlake); run `siftlake prefilter` with "
             "prefilter.rethreshold: false to measure them"
         )
-    return stored.select(*KEY_COLUMNS, *STATISTIC_NAMES)
+    if dedup_active(cfg.prefilter):
+        recorded = (stored_metadata(lake, PREFILTER_TABLE) or {}).get("settings", {})
+        measured_with = recorded.get("dedup") if "dedup" in recorded.get("families", []) else None
+        wanted = minhash_settings(cfg.prefilter)
+        if measured_with is None or {k: measured_with.get(k) for k in wanted} != wanted:
+            raise ConfigError(
+                f"{cfg.source}: prefilter.rethreshold: the stored MinHash bands were measured "
+                f"with {measured_with and {k: measured_with.get(k) for k in wanted}}, not the "
+                f"configured prefilter.dedup {wanted}; run `siftlake prefilter` with "
+                "prefilter.rethreshold: false to measure them"
+            )
+    return stored.select(*columns)
 
 
 def filter_rates(table: DataFrame) -> pd.DataFrame:
@@ -124,17 +182,22 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     settings = cfg.prefilter
     mode = "full" if settings.rethreshold else settings.mode
     plan = plan_output(lake, PREFILTER_TABLE, mode, rule_settings(cfg), [DOCUMENTS_TABLE], JOB)
+    kept = None
     if settings.rethreshold:
         statistics, rows_in = stored_statistics(lake, cfg), lake.count(PREFILTER_TABLE)
     else:
         docs, rows_in = lake.read(DOCUMENTS_TABLE), lake.count(DOCUMENTS_TABLE)
         if plan.append:
             docs = without_result(docs, lake.read(PREFILTER_TABLE))
-        statistics = measure(docs)
-    written = lake.write(
-        prefilter_table(statistics, cfg), PREFILTER_TABLE, mode=plan.mode,
-        read_version=plan.read_version, unique_key=["doc_id"], metadata=plan.metadata,
-    )
+        statistics, kept = judged_statistics(lake, docs, cfg, plan.append)
+    try:
+        written = lake.write(
+            prefilter_table(statistics, cfg), PREFILTER_TABLE, mode=plan.mode,
+            read_version=plan.read_version, unique_key=["doc_id"], metadata=plan.metadata,
+        )
+    finally:
+        if kept is not None:
+            kept.unpersist()
     rates = filter_rates(lake.read(PREFILTER_TABLE))
     passed = int(rates.loc[rates["rule"].isna(), "passed"].sum())
     details = {

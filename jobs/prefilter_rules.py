@@ -6,7 +6,8 @@ here only compare columns with config values, so changing a threshold never meas
 A rule is named `<family>.<key>`, the config key whose threshold it applies (e.g.
 `gopher_quality.min_words`), so a filter reason says what to change. Rules run in this fixed
 order, the order of METHODS.md §6: Gopher quality, Gopher repetition (paragraphs, lines, top
-n-grams, duplicated n-grams, as DataTrove checks them), FineWeb, C4, control characters.
+n-grams, duplicated n-grams, as DataTrove checks them), FineWeb, C4, control characters,
+near-duplicates (jobs/prefilter_dedup.py).
 `filter_reason` is the first failed rule in that order; `failed_rules` lists every failed one. A
 statistic that cannot be measured (null: a document without words or lines) fails its rule.
 """
@@ -73,6 +74,7 @@ RULES: tuple[Rule, ...] = (
     Rule(_C4, "reject_curly_brace", "has_curly_brace", "reject"),
     Rule(_C4, "reject_javascript", "has_javascript", "reject"),
     _max("control_chars", "control_char_share"),
+    Rule("dedup", "reject_near_duplicates", "is_near_duplicate", "reject"),
 )
 RULE_NAMES = tuple(rule.name for rule in RULES)
 

@@ -84,7 +84,24 @@ class C4Rules(Section):
     reject_javascript: bool = True
 
 
-PrefilterFamily = Literal["gopher_quality", "gopher_repetition", "fineweb", "control_chars", "c4"]
+class DedupRules(Section):
+    """Near-duplicates by MinHash LSH over word 5-grams (FineWeb's setting: 14 bands of 8).
+
+    A document sharing a band key with one judged before it (in an earlier run, or in the same
+    run with a smaller doc_id) fails `dedup.reject_near_duplicates`; the first stays.
+    """
+
+    reject_near_duplicates: bool = True
+    ngram: int = Field(5, ge=1, description="words per shingle")
+    bands: int = Field(14, ge=1, description="LSH bands (more: catches less similar pairs)")
+    rows_per_band: int = Field(
+        8, ge=1, description="hashes per band (more: needs more similarity to collide)")
+    seed: int = Field(1, ge=0, description="seed of the hash functions")
+
+
+PrefilterFamily = Literal[
+    "gopher_quality", "gopher_repetition", "fineweb", "control_chars", "c4", "dedup"
+]
 
 
 class PrefilterSettings(Section):
@@ -99,7 +116,8 @@ class PrefilterSettings(Section):
         "is read or measured again)"
     )
     families: list[PrefilterFamily] = Field(
-        default_factory=lambda: ["gopher_quality", "gopher_repetition", "fineweb", "control_chars"],
+        default_factory=lambda: [
+            "gopher_quality", "gopher_repetition", "fineweb", "control_chars", "dedup"],
         description="rule families applied (c4 is available, off by default)",
     )
     gopher_quality: GopherQualityRules = Field(default_factory=GopherQualityRules)
@@ -107,6 +125,7 @@ class PrefilterSettings(Section):
     fineweb: FineWebRules = Field(default_factory=FineWebRules)
     control_chars: ControlCharRules = Field(default_factory=ControlCharRules)
     c4: C4Rules = Field(default_factory=C4Rules)
+    dedup: DedupRules = Field(default_factory=DedupRules)
 
     @field_validator("families")
     @classmethod

@@ -2,11 +2,11 @@
 
 The pool mixes clean text of several kinds (`jobs/demo/clean.py`: stdlib docstrings, the
 language reference, IDLE's manual, source comments, the license) with the junk real crawls hold
-(`jobs/demo/junk.py`): repeated boilerplate, near-duplicates of clean documents and
-`n_junk_docs` spread over keyword spam, navigation menus, tables of numbers, random characters,
-lorem ipsum, base64/hex blobs and templated product pages. A handful of deliberately bad lines
-exercise every quarantine reason. Each record names its kind in `source` and `kind` (for
-reports and benches; no job selects on them).
+(`jobs/demo/junk.py`): repeated boilerplate, near-duplicates of clean documents (each somewhere
+after the page it copies) and `n_junk_docs` spread over keyword spam, navigation menus, tables
+of numbers, random characters, lorem ipsum, base64/hex blobs and templated product pages. A
+handful of deliberately bad lines exercise every quarantine reason. Each record names its kind
+in `source` and `kind` (for reports and benches; no job selects on them).
 
 The target set (`demo.target_dir/target.jsonl`) is `n_target_docs` clean documents kept out of
 the pool: the trusted text `preselect.target_paths` points at (PreSelect's benchmark of the demo
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from jobs.core.config import Config, DemoSettings
 from jobs.demo.clean import CLEAN_KINDS, clean_texts
-from jobs.demo.junk import JUNK_GENERATORS, junk_documents, near_duplicates
+from jobs.demo.junk import JUNK_GENERATORS, junk_documents, mirrors
 
 TARGET_FILE = "target.jsonl"
 PROSE_KINDS = tuple(k for k in CLEAN_KINDS if k != "docstring")
@@ -59,10 +59,17 @@ def demo_records(settings: DemoSettings) -> tuple[list[tuple[str, str]], list[tu
     counts = {"boilerplate": settings.n_boilerplate_docs} | {
         kind: per_kind + (i < extra) for i, kind in enumerate(SPREAD_JUNK_KINDS)}
     pool += junk_documents(rng, counts)
-    pool += [("near_duplicate", t)
-             for t in near_duplicates(rng, originals, settings.n_near_duplicate_docs)]
-    rng.shuffle(pool)
-    return pool, target
+    copies = mirrors(rng, originals, settings.n_near_duplicate_docs)
+    order = list(range(len(pool)))
+    rng.shuffle(order)
+    place = {index: rank for rank, index in enumerate(order)}  # originals are pool[:n]
+    # A mirror lands somewhere after the page it copies, as a crawl meets a copy later.
+    keyed = [(float(rank), pool[index]) for rank, index in enumerate(order)] + [
+        (rng.uniform(place.get(source, -1) + 0.5, len(order) + 0.5), ("near_duplicate", text))
+        for source, text in copies
+    ]
+    keyed.sort(key=lambda pair: pair[0])
+    return [record for _, record in keyed], target
 
 
 def _bad_lines() -> list[bytes]:

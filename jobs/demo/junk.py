@@ -177,20 +177,28 @@ def product_page(rng: random.Random, n: int) -> list[str]:
     return out
 
 
-def near_duplicates(rng: random.Random, originals: list[str], n: int) -> list[str]:
-    """Copies of clean texts with about one word in fifty replaced (mirrors, reposts), made
-    from the longer originals (80 words or more) when there are any, as mirrors copy pages.
-    Line breaks and spacing stay the original's, as a mirror keeps the page's layout."""
+def mirrors(rng: random.Random, originals: list[str], n: int) -> list[tuple[int, str]]:
+    """(index of the original, copy) pairs: copies of clean texts with about one word in fifty
+    replaced (mirrors, reposts), made from the longer originals (80 words or more) when there
+    are any, as mirrors copy pages. Line breaks and spacing stay the original's, as a mirror
+    keeps the page's layout."""
     out = []
-    long_enough = [t for t in originals if len(t.split()) >= 80] or originals
+    long_enough = [i for i, t in enumerate(originals) if len(t.split()) >= 80] or \
+        list(range(len(originals)))
     for i in range(n):
+        source = rng.choice(long_enough)
         # Words at even positions, the whitespace between them at odd ones.
-        parts = re.split(r"(\s+)", rng.choice(long_enough))
+        parts = re.split(r"(\s+)", originals[source])
         words = [j for j in range(0, len(parts), 2) if parts[j]]
         for _ in range(max(1, len(words) // 50)):
             parts[rng.choice(words)] = rng.choice(["the", "a", "data", "value"])
-        out.append("".join(parts) + f" (mirror {i})")
+        out.append((source, "".join(parts) + f" (mirror {i})"))
     return out
+
+
+def near_duplicates(rng: random.Random, originals: list[str], n: int) -> list[str]:
+    """The copies of `mirrors`, without their originals' indices."""
+    return [text for _, text in mirrors(rng, originals, n)]
 
 
 JUNK_GENERATORS: dict[str, Callable[[random.Random, int], list[str]]] = {

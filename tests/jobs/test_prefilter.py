@@ -64,7 +64,8 @@ def lake_cfg(spark, tmp_path_factory):
 def test_job_writes_every_statistic_and_the_verdicts(spark, lake_cfg):
     cfg, report = lake_cfg
     table = Lake(spark, cfg.lake.root).read("prefilter")
-    assert table.columns == ["doc_id", "source", "n_chars", *STATISTICS.names, "passed",
+    assert table.columns == ["doc_id", "source", "n_chars", *STATISTICS.names, "minhash_bands",
+                             "near_duplicate_of", "is_near_duplicate", "passed",
                              "filter_reason", "failed_rules"]
     rows = {r.doc_id: r for r in table.collect()}
     assert len(rows) == 21
@@ -76,8 +77,11 @@ def test_job_writes_every_statistic_and_the_verdicts(spark, lake_cfg):
             assert row.passed, row.failed_rules
         elif doc_id.startswith("quote"):  # one sentence: Gopher's 50-word minimum, first
             assert row.filter_reason == "gopher_quality.min_words"
-        else:  # 12 repeats of one sentence: repetition rules
+        else:  # 12 repeats of one sentence: repetition rules; the later copies are duplicates
             assert "gopher_repetition.max_top_2gram_char_share" in row.failed_rules
+            assert row.near_duplicate_of == (None if doc_id == "spam-0" else "spam-0")
+            assert row.is_near_duplicate == ("dedup.reject_near_duplicates" in row.failed_rules)
+        assert len(row.minhash_bands) == 14
     # Filtered documents are valid input: counted apart, not quarantined.
     assert (report.rows_in, report.rows_out, report.rows_filtered) == (21, 14, 7)
     assert report.rows_quarantined == 0 and report.filtered_label == "filtered by rules"
@@ -118,7 +122,7 @@ def test_rethreshold_changes_verdicts_without_measuring_again(spark, lake_cfg, t
 def test_rules_at_their_thresholds(spark):
     """Exactly at a threshold passes, just beyond it fails; a null statistic fails."""
     settings = PrefilterSettings(families=["gopher_quality", "gopher_repetition", "fineweb",
-                                           "control_chars", "c4"])
+                                           "control_chars", "c4", "dedup"])
     passing = {  # statistics of an unremarkable document
         "n_words": 400, "n_lines": 10, "mean_word_length": 5.0, "hash_word_ratio": 0.0,
         "ellipsis_word_ratio": 0.0, "bullet_line_share": 0.0, "ellipsis_line_share": 0.0,
@@ -141,12 +145,14 @@ def test_rules_at_their_thresholds(spark):
                   (rule.name, {rule.statistic: None}, reading)]
     rows = []
     for i, (_, changed, _) in enumerate(cases):
-        values = {f.name: passing.get(f.name, 0) for f in STATISTICS} | changed
+        values = {f.name: passing.get(f.name, 0) for f in STATISTICS} | {
+            "is_near_duplicate": False} | changed
         rows.append({"case": i, **{
-            name: float(v) if v is not None and STATISTICS.field(name).type == pa.float64() else v
+            name: float(v) if v is not None and name in STATISTICS.names
+            and STATISTICS.field(name).type == pa.float64() else v
             for name, v in values.items()}})
     fields = SPARK_SCHEMA.removeprefix("struct<").removesuffix(">").replace(":", " ")
-    frame = spark.createDataFrame(rows, "case long, " + fields)
+    frame = spark.createDataFrame(rows, "case long, " + fields + ", is_near_duplicate boolean")
     verdicts = {r.case: r for r in apply_rules(frame, settings).collect()}
     for i, (name, changed, failing) in enumerate(cases):
         got = verdicts[i]
@@ -164,7 +170,9 @@ def test_every_threshold_is_a_config_key_and_families_switch_rules():
         assert {(family, k) for k in type(getattr(settings, family)).model_fields} <= keys
     names = [r.name for r in active_rules(settings)]
     assert names[0] == "gopher_quality.min_words"
-    assert names[-1] == "control_chars.max_control_char_share"
+    assert names[-2:] == ["control_chars.max_control_char_share", "dedup.reject_near_duplicates"]
+    no_dedup = PrefilterSettings(dedup={"reject_near_duplicates": False})
+    assert "dedup.reject_near_duplicates" not in [r.name for r in active_rules(no_dedup)]
     assert not any(n.startswith("c4.") for n in names)  # C4: available, off by default
     with_c4 = PrefilterSettings(families=["c4"], c4={"reject_javascript": False})
     assert [r.name for r in active_rules(with_c4)] == [
@@ -224,3 +232,58 @@ def test_missing_or_stale_prefilter_table_is_a_clear_error(spark, lake_cfg, tmp_
     lake.write(stale.withColumn("doc_id", F.lit("zzz")), "prefilter")
     with pytest.raises(ConfigError, match="judges 3 documents but `documents` holds 1"):
         score.run(spark, fresh)
+
+
+def mirror(text: str, rng: random.Random) -> str:
+    """A copy with one word in fifty replaced and the spacing changed (a repost)."""
+    words = text.split()
+    for _ in range(len(words) // 50):
+        words[rng.randrange(len(words))] = "data"
+    return "  ".join(words).upper()
+
+
+def test_near_duplicates_are_filtered_the_first_copy_stays_also_across_runs(spark, tmp_path):
+    rng = random.Random(3)
+    originals = [prose(rng, 14) for _ in range(4)]
+    first = [{"id": f"a{i}", "text": t} for i, t in enumerate(originals)]
+    first.append({"id": "a9", "text": mirror(originals[0], rng)})  # a later copy of a0
+    first.append({"id": "a5", "text": mirror(originals[1], rng)})  # a copy with a later id
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "day1.jsonl").write_text("\n".join(json.dumps(r) for r in first) + "\n")
+    cfg = config_from_dict({
+        "lake": {"root": str(tmp_path / "lake")},
+        "ingest": {"paths": [str(tmp_path / "in" / "*.jsonl")], "mode": "incremental"},
+        "prefilter": {"mode": "incremental"},
+    }, "test.yaml")
+    ingest.run(spark, cfg)
+    report = prefilter.run(spark, cfg)
+    lake = Lake(spark, cfg.lake.root)
+    rows = {r.doc_id: r for r in lake.read("prefilter").collect()}
+    assert {d: r.near_duplicate_of for d, r in rows.items()} == {
+        "a0": None, "a1": None, "a2": None, "a3": None, "a9": "a0", "a5": "a1"}
+    assert rows["a9"].failed_rules == ["dedup.reject_near_duplicates"]
+    assert (report.rows_out, report.rows_filtered) == (4, 2)
+    assert report.details["rule dedup.reject_near_duplicates"].startswith("fails 33.3% (2)")
+
+    # The next day: a copy of a stored document (with an id before it) and a new page.
+    fresh = prose(rng, 14)
+    (tmp_path / "in" / "day2.jsonl").write_text(
+        json.dumps({"id": "a", "text": mirror(originals[2], rng)}) + "\n"
+        + json.dumps({"id": "b", "text": fresh}) + "\n")
+    version = lake.version("prefilter")
+    ingest.run(spark, cfg)
+    prefilter.run(spark, cfg)
+    later = {r.doc_id: r for r in lake.read("prefilter").collect()}
+    assert later["a"].near_duplicate_of == "a2" and not later["a"].passed
+    assert later["b"].passed and later["b"].near_duplicate_of is None
+    assert {d: later[d].passed for d in rows} == {d: r.passed for d, r in rows.items()}
+    assert lake.version("prefilter") == version + 1  # one append
+
+    # The switch re-thresholds from the stored columns; the measuring settings need a new run.
+    off = cfg.model_copy(update={"prefilter": PrefilterSettings(
+        rethreshold=True, dedup={"reject_near_duplicates": False})})
+    assert prefilter.run(spark, off).rows_out == 8  # the 3 copies pass without the switch
+    changed = cfg.model_copy(update={"prefilter": PrefilterSettings(
+        rethreshold=True, dedup={"bands": 20})})
+    with pytest.raises(ConfigError, match="MinHash bands were measured with .*'bands': 14"):
+        prefilter.run(spark, changed)
