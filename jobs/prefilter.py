@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from jobs.core.base import JobReport, lake_for
 from jobs.core.config import Config, ConfigError, PrefilterSettings
-from jobs.core.incremental import plan_output, stored_metadata, without_result
+from jobs.core.incremental import fits_broadcast, plan_output, stored_metadata, without_result
 from jobs.core.lake import Lake
 from jobs.ingest import DOCUMENTS_TABLE
 from jobs.prefilter_dedup import (
@@ -85,8 +85,12 @@ def judged_statistics(
         return measured.withColumn(DUPLICATE_OF_COLUMN, F.lit(None).cast("string")).withColumn(
             FLAG_COLUMN, F.lit(False)), None
     measured = measured.persist(StorageLevel.DISK_ONLY)
-    stored = lake.read(PREFILTER_TABLE).select("doc_id", BANDS_COLUMN) if append else None
-    duplicates = near_duplicates(measured.select("doc_id", BANDS_COLUMN), stored)
+    stored, small = None, False
+    if append:
+        stored = lake.read(PREFILTER_TABLE).select("doc_id", BANDS_COLUMN)
+        new_docs = lake.count(DOCUMENTS_TABLE) - lake.count(PREFILTER_TABLE)  # Delta statistics
+        small = fits_broadcast(docs.sparkSession, 16 * new_docs * cfg.prefilter.dedup.bands)
+    duplicates = near_duplicates(measured.select("doc_id", BANDS_COLUMN), stored, small)
     return with_near_duplicates(measured, duplicates), measured
 
 

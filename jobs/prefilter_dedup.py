@@ -29,11 +29,23 @@ def _band_rows(bands: DataFrame, generation: int) -> DataFrame:
     )
 
 
-def near_duplicates(new: DataFrame, stored: DataFrame | None = None) -> DataFrame:
+def near_duplicates(
+    new: DataFrame, stored: DataFrame | None = None, broadcast_new: bool = False
+) -> DataFrame:
     """doc_id, near_duplicate_of for each document of `new` (doc_id, minhash_bands) that shares
-    a band with an earlier document of `new` or with any of `stored` (same columns)."""
+    a band with an earlier document of `new` or with any of `stored` (same columns).
+
+    Only the stored rows holding a band of a new document take part: with `broadcast_new` the
+    new band keys are broadcast and the stored keys stream past them where they are read
+    (a daily batch against a large table), else both sides are shuffled by band.
+    """
     rows = _band_rows(new, 1)
-    candidates = rows if stored is None else rows.unionByName(_band_rows(stored, 0))
+    candidates = rows
+    if stored is not None:
+        keys = rows.select("band")
+        matching = _band_rows(stored, 0).join(
+            F.broadcast(keys) if broadcast_new else keys.distinct(), "band", "left_semi")
+        candidates = rows.unionByName(matching)
     order = F.struct("generation", "doc_id")
     shared = (
         candidates.groupBy("band")

@@ -40,6 +40,7 @@ class SparkSettings(Section):
             "spark.sql.files.maxPartitionBytes": "64m",
             "spark.sql.execution.arrow.maxRecordsPerBatch": "2000",
             "spark.sql.execution.arrow.maxBytesPerBatch": "64m",
+            "spark.sql.autoBroadcastJoinThreshold": "64m",
         },
         description="Spark settings; a file's `conf` replaces this whole mapping",
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from jobs.core.base import log
 from jobs.core.lake import Lake, WriteResult
@@ -118,9 +119,31 @@ def plan_output(
                 f"version {read_version}")
 
 
+def broadcast_limit(spark) -> int:
+    """`spark.sql.autoBroadcastJoinThreshold` in bytes (-1: never broadcast)."""
+    return int(spark._jsparkSession.sessionState().conf().autoBroadcastJoinThreshold())
+
+
+def fits_broadcast(spark, n_bytes: float) -> bool:
+    limit = broadcast_limit(spark)
+    return limit >= 0 and n_bytes <= limit
+
+
 def without_result(docs: DataFrame, done: DataFrame) -> DataFrame:
-    """Documents whose doc_id has no row in `done` yet (an anti join on the narrow id column)."""
-    return docs.join(done.select("doc_id"), "doc_id", "left_anti")
+    """Documents whose doc_id has no row in `done` yet.
+
+    The ids are compared first (an anti join of the narrow id columns); the text is then read
+    for the new ids alone, by a broadcast semi join while they fit
+    `spark.sql.autoBroadcastJoinThreshold` (so the documents are filtered where they are read,
+    never shuffled; raise the threshold for larger daily batches), else by a shuffle join. The
+    narrow anti join runs twice (once to size it): cheap next to moving every document's text.
+    """
+    new_ids = docs.select("doc_id").join(done.select("doc_id"), "doc_id", "left_anti")
+    sized = new_ids.agg(F.count("*").alias("n"), F.sum(F.length("doc_id")).alias("chars")).first()
+    # ~ the hashed relation: the id bytes plus a row's pointer and hash slot
+    if fits_broadcast(docs.sparkSession, (sized["chars"] or 0) + 32 * sized["n"]):
+        new_ids = F.broadcast(new_ids)
+    return docs.join(new_ids, "doc_id", "left_semi")
 
 
 def write_scope(
