@@ -181,7 +181,7 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
         inputs, JOB,
     )
     if plan.append:
-        docs = without_result(docs, lake.read(CURATED_TABLE))
+        docs = without_result(docs, lake.read(CURATED_TABLE), cfg.spark.incremental_broadcast_mb)
     scored, missing = scored_documents(lake, cfg, docs)
     written = lake.write(
         place(scored, calibration), CURATED_TABLE, partition_by=["quality_bucket"],

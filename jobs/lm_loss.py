@@ -176,6 +176,7 @@ def run(spark, cfg):
             ),
             table=MODEL_LOSSES_TABLE, column="model_id", scope=spec.model_id, mode=mode,
             settings=model_settings(cfg, spec), inputs=inputs, job="lm_loss",
+            broadcast_mb=cfg.spark.incremental_broadcast_mb,
         )
         runs[spec.model_id] = f"{written.rows:,} documents scored now ({plan.mode})"
         partition = lake.read(MODEL_LOSSES_TABLE, {"model_id": [spec.model_id]})

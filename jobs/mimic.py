@@ -282,7 +282,7 @@ def run(spark, cfg):
             ),
             table=MIMIC_SCORES_TABLE, column="checkpoint", scope=checkpoint,
             mode=settings.mode, settings=checkpoint_settings(cfg, path), inputs=inputs,
-            job="mimic",
+            job="mimic", broadcast_mb=cfg.spark.incremental_broadcast_mb,
         )
         runs[checkpoint] = f"{written.rows:,} documents scored now ({plan.mode})"
         partition = lake.read(MIMIC_SCORES_TABLE, {"checkpoint": [checkpoint]})

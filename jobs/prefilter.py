@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from jobs.core.base import JobReport, lake_for
 from jobs.core.config import Config, ConfigError, PrefilterSettings
-from jobs.core.incremental import fits_broadcast, plan_output, stored_metadata, without_result
+from jobs.core.incremental import plan_output, stored_metadata, without_result
 from jobs.core.lake import Lake
 from jobs.ingest import DOCUMENTS_TABLE
 from jobs.prefilter_dedup import (
@@ -89,7 +89,7 @@ def judged_statistics(
     if append:
         stored = lake.read(PREFILTER_TABLE).select("doc_id", BANDS_COLUMN)
         new_docs = lake.count(DOCUMENTS_TABLE) - lake.count(PREFILTER_TABLE)  # Delta statistics
-        small = fits_broadcast(docs.sparkSession, 16 * new_docs * cfg.prefilter.dedup.bands)
+        small = 16 * new_docs * cfg.prefilter.dedup.bands <= cfg.spark.incremental_broadcast_mb << 20
     duplicates = near_duplicates(measured.select("doc_id", BANDS_COLUMN), stored, small)
     return with_near_duplicates(measured, duplicates), measured
 
@@ -192,7 +192,8 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     else:
         docs, rows_in = lake.read(DOCUMENTS_TABLE), lake.count(DOCUMENTS_TABLE)
         if plan.append:
-            docs = without_result(docs, lake.read(PREFILTER_TABLE))
+            docs = without_result(
+                docs, lake.read(PREFILTER_TABLE), cfg.spark.incremental_broadcast_mb)
         statistics, kept = judged_statistics(lake, docs, cfg, plan.append)
     try:
         written = lake.write(

@@ -118,7 +118,7 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     )
     docs = passed_documents(lake, cfg)
     if plan.append:
-        docs = without_result(docs, lake.read(SCORES_TABLE))
+        docs = without_result(docs, lake.read(SCORES_TABLE), cfg.spark.incremental_broadcast_mb)
     written = lake.write(
         score_documents(spark, docs, cfg.score, fasttext_path), SCORES_TABLE, mode=plan.mode,
         read_version=plan.read_version, unique_key=["doc_id"], metadata=plan.metadata,

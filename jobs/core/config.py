@@ -40,7 +40,6 @@ class SparkSettings(Section):
             "spark.sql.files.maxPartitionBytes": "64m",
             "spark.sql.execution.arrow.maxRecordsPerBatch": "2000",
             "spark.sql.execution.arrow.maxBytesPerBatch": "64m",
-            "spark.sql.autoBroadcastJoinThreshold": "64m",
         },
         description="Spark settings; a file's `conf` replaces this whole mapping",
     )
@@ -49,6 +48,11 @@ class SparkSettings(Section):
     )
     delta_extensions: bool = Field(
         False, description="add the delta-spark session extensions (needs the jars on the classpath)"
+    )
+    incremental_broadcast_mb: int = Field(
+        64, ge=0, description="largest set of new ids or new MinHash band keys (estimated MB) an "
+        "incremental run broadcasts so that no stored document or key is shuffled; larger "
+        "daily batches are shuffled (0: never broadcast)",
     )
     preload_fasttext: list[str] = Field(
         default_factory=list,

@@ -119,29 +119,20 @@ def plan_output(
                 f"version {read_version}")
 
 
-def broadcast_limit(spark) -> int:
-    """`spark.sql.autoBroadcastJoinThreshold` in bytes (-1: never broadcast)."""
-    return int(spark._jsparkSession.sessionState().conf().autoBroadcastJoinThreshold())
-
-
-def fits_broadcast(spark, n_bytes: float) -> bool:
-    limit = broadcast_limit(spark)
-    return limit >= 0 and n_bytes <= limit
-
-
-def without_result(docs: DataFrame, done: DataFrame) -> DataFrame:
+def without_result(docs: DataFrame, done: DataFrame, broadcast_mb: int = 64) -> DataFrame:
     """Documents whose doc_id has no row in `done` yet.
 
     The ids are compared first (an anti join of the narrow id columns); the text is then read
-    for the new ids alone, by a broadcast semi join while they fit
-    `spark.sql.autoBroadcastJoinThreshold` (so the documents are filtered where they are read,
-    never shuffled; raise the threshold for larger daily batches), else by a shuffle join. The
-    narrow anti join runs twice (once to size it): cheap next to moving every document's text.
+    for the new ids alone, by a broadcast semi join while they fit `broadcast_mb`
+    (`spark.incremental_broadcast_mb`: the documents are filtered where they are read, never
+    shuffled), else by a shuffle join. The narrow anti join runs twice (once to size it):
+    cheap next to moving every document's text. The hint is explicit because Spark's own
+    estimate of a join's output is no bound (`autoBroadcastJoinThreshold` stays as it is).
     """
     new_ids = docs.select("doc_id").join(done.select("doc_id"), "doc_id", "left_anti")
     sized = new_ids.agg(F.count("*").alias("n"), F.sum(F.length("doc_id")).alias("chars")).first()
     # ~ the hashed relation: the id bytes plus a row's pointer and hash slot
-    if fits_broadcast(docs.sparkSession, (sized["chars"] or 0) + 32 * sized["n"]):
+    if (sized["chars"] or 0) + 32 * sized["n"] <= broadcast_mb * 2**20:
         new_ids = F.broadcast(new_ids)
     return docs.join(new_ids, "doc_id", "left_semi")
 
@@ -149,12 +140,13 @@ def without_result(docs: DataFrame, done: DataFrame) -> DataFrame:
 def write_scope(
     lake: Lake, docs: DataFrame, compute: Callable[[DataFrame], DataFrame], *, table: str,
     column: str, scope: str, mode: str, settings: dict, inputs: list[str], job: str,
+    broadcast_mb: int = 64,
 ) -> tuple[OutputPlan, WriteResult]:
     """Compute and write one partition with its own settings (a model's losses, a checkpoint's
     scores): the documents it lacks, appended, or all of them, replacing the partition."""
     plan = plan_output(lake, table, mode, settings, inputs, job, scope=scope)
     if plan.append:
-        docs = without_result(docs, lake.read(table, {column: [scope]}))
+        docs = without_result(docs, lake.read(table, {column: [scope]}), broadcast_mb)
     written = lake.write(
         compute(docs), table, partition_by=[column], mode=plan.mode,
         replace_partitions=None if plan.append else {column: [scope]},

@@ -8,6 +8,7 @@ from pyspark.sql import functions as F
 
 from jobs import bucketize, prefilter, score
 from jobs.core.config import config_from_dict
+from jobs.core.incremental import without_result
 from jobs.core.lake import Lake
 from jobs.ingest import DOCUMENTS_TABLE
 from tests.jobs.test_prefilter import prose
@@ -103,3 +104,19 @@ def test_plan_appends_only_while_settings_hold_and_inputs_only_grew(tmp_path):
     assert not changed.append and "['zstd_level']" in changed.reason
     docs(["c"], "overwrite")
     assert not plan().append and "inputs ['documents'] were rewritten" in plan().reason
+
+
+def test_new_documents_are_found_on_ids_and_their_text_is_never_shuffled(spark):
+    docs = spark.createDataFrame(
+        [(f"d{i}", "text " * (i + 1)) for i in range(6)], "doc_id string, text string")
+    done = spark.createDataFrame([("d0", 1.0), ("d2", 1.0), ("d5", 1.0)], "doc_id string, s double")
+    previous = spark.conf.get("spark.sql.autoBroadcastJoinThreshold")
+    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")  # only our hint broadcasts
+    try:
+        for limit_mb, broadcast in ((64, True), (0, False)):  # 0: too many new ids, a shuffle
+            new = without_result(docs, done, broadcast_mb=limit_mb)
+            assert sorted(r.doc_id for r in new.collect()) == ["d1", "d3", "d4"]
+            plan = new._jdf.queryExecution().executedPlan().toString()
+            assert ("BroadcastHashJoin" in plan and "LeftSemi" in plan) == broadcast, plan
+    finally:
+        spark.conf.set("spark.sql.autoBroadcastJoinThreshold", previous)
