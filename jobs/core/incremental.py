@@ -122,19 +122,20 @@ def plan_output(
 def without_result(docs: DataFrame, done: DataFrame, broadcast_mb: int = 64) -> DataFrame:
     """Documents whose doc_id has no row in `done` yet.
 
-    The ids are compared first (an anti join of the narrow id columns); the text is then read
-    for the new ids alone, by a broadcast semi join while they fit `broadcast_mb`
-    (`spark.incremental_broadcast_mb`: the documents are filtered where they are read, never
-    shuffled), else by a shuffle join. The narrow anti join runs twice (once to size it):
-    cheap next to moving every document's text. The hint is explicit because Spark's own
-    estimate of a join's output is no bound (`autoBroadcastJoinThreshold` stays as it is).
+    The ids are compared first (an anti join of the narrow id columns). While the new ids fit
+    `broadcast_mb` (`spark.incremental_broadcast_mb`) they are collected once and joined back
+    as a broadcast table, so the text of the new documents alone is read and none is shuffled;
+    a larger batch joins by a shuffle. The hint is explicit because Spark's estimate of a
+    join's output is no bound (`autoBroadcastJoinThreshold` stays as it is).
     """
     new_ids = docs.select("doc_id").join(done.select("doc_id"), "doc_id", "left_anti")
-    sized = new_ids.agg(F.count("*").alias("n"), F.sum(F.length("doc_id")).alias("chars")).first()
-    # ~ the hashed relation: the id bytes plus a row's pointer and hash slot
-    if (sized["chars"] or 0) + 32 * sized["n"] <= broadcast_mb * 2**20:
-        new_ids = F.broadcast(new_ids)
-    return docs.join(new_ids, "doc_id", "left_semi")
+    cap = broadcast_mb * 2**20 // 64  # ids of up to ~32 bytes, plus the hashed relation's slot
+    collected = new_ids.limit(cap + 1).toArrow() if cap else None
+    if collected is None or collected.num_rows > cap:
+        return docs.join(new_ids, "doc_id", "left_semi")
+    local = docs.sparkSession.createDataFrame(collected) if collected.num_rows else \
+        docs.limit(0).select("doc_id")
+    return docs.join(F.broadcast(local), "doc_id", "left_semi")
 
 
 def write_scope(
