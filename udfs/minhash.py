@@ -7,16 +7,18 @@ probability 1 - (1 - s^rows)^bands. FineWeb's setting (Penedo et al. 2024): 5-gr
 8 hashes (112 in all), which catches 0.75-similar pairs 77% of the time, 0.8-similar 92%,
 0.9-similar 99.9%, and 0.5-similar ones 5%.
 
-Text is normalised as DataTrove's `simplify_text` does in spirit: lower-cased, every run of
-characters that are neither letters nor digits becomes one space, so spacing, punctuation and
-case do not hide a copy. Words are whitespace tokens of that; shingles are word `ngram`-grams; a
-document of fewer words has one shingle, all its words; a document without a word has no keys
-(null), so it is never anyone's duplicate.
+Text is normalised as DataTrove's `simplify_text` does in spirit, so spacing, punctuation and
+case do not hide a copy: words are whitespace tokens, lower-cased, with every character that is
+neither a letter nor a digit removed (per distinct word, which is several times cheaper than
+rewriting the text); tokens left empty (punctuation alone) are dropped. Shingles are word
+`ngram`-grams; a document of fewer words has one shingle, all its words; a document without a
+word has no keys (null), so it is never anyone's duplicate.
 
 Everything is vectorised over the batch and stable across processes and runs (no Python
 `hash()`): a word's hash is a 64-bit polynomial of its UTF-8 bytes; a shingle's, a polynomial of
-its words' hashes; hash function k is the multiply-add `a_k * x + b_k` on 64 bits (odd `a_k`:
-a bijection, so its minimum is a random permutation's), with `a_k, b_k` drawn from `seed`.
+its words' hashes, of which the top 32 bits are kept (DataTrove's default precision); hash
+function k is the multiply-add `a_k * x + b_k` on 32 bits (odd `a_k`: a bijection, so its
+minimum is a random permutation's), with `a_k, b_k` drawn from `seed`.
 """
 
 from __future__ import annotations
@@ -27,18 +29,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from udfs.batch_udf import arrow_or_pandas_udf
+from udfs.prefilter import mix64
 
 SPARK_TYPE = "array<bigint>"
-_GOLDEN, _POLY = np.uint64(0x9E3779B97F4A7C15), np.uint64(0x100000001B3)
-_MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-
-
-def _mix(values: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser (wrapping uint64 arithmetic)."""
-    z = values.astype(np.uint64) + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _MIX_1
-    z = (z ^ (z >> np.uint64(27))) * _MIX_2
-    return z ^ (z >> np.uint64(31))
+_POLY = np.uint64(0x100000001B3)
 
 
 def _string_hashes(values: pa.Array) -> np.ndarray:
@@ -55,7 +49,7 @@ def _string_hashes(values: pa.Array) -> np.ndarray:
         terms = (data[byte_index].astype(np.uint64) + np.uint64(1)) * powers[position]
         prefix = np.concatenate([np.zeros(1, np.uint64), np.cumsum(terms, dtype=np.uint64)])
         sums = prefix[offsets[1:] - offsets[0]] - prefix[starts - offsets[0]]
-    return _mix(sums ^ lengths.astype(np.uint64))
+    return mix64(sums ^ lengths.astype(np.uint64))
 
 
 def _permutations(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +94,7 @@ def minhash_bands(
         for offset in range(ngram):
             term = word_hash[np.minimum(positions + offset, last)] if len(word_docs) else keys
             keys = keys * _POLY + np.where(offset < span, term, np.uint64(0))
-    shingles = _mix(keys[start_ok])
+    shingles = mix64(keys[start_ok])
     shingle_docs = word_docs[start_ok]
 
     has = n_words > 0
@@ -117,7 +111,7 @@ def minhash_bands(
             minima = np.minimum.reduceat(hashed, bounds, axis=1).astype(np.uint64)
             key = np.full(minima.shape[1], np.uint64(band + 1))
             for row in minima:
-                key = _mix(key * _POLY + row)
+                key = mix64(key * _POLY + row)
             out[shingle_docs[bounds], band] = key.view(np.int64)
     flat = pa.array(out[has].reshape(-1), pa.int64())
     list_offsets = np.zeros(n_docs + 1, np.int32)

@@ -140,7 +140,7 @@ _MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _GOLDEN, _POLY = np.uint64(0x9E3779B97F4A7C15), np.uint64(0x100000001B3)
 
 
-def _mix(values: np.ndarray) -> np.ndarray:
+def mix64(values: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: spreads small ints over 64 bits (wrapping uint64 arithmetic)."""
     z = values.astype(np.uint64) + _GOLDEN
     z = (z ^ (z >> np.uint64(30))) * _MIX_1
@@ -159,8 +159,8 @@ def _ngram_covered_chars(word_ids, word_docs, word_lengths, n_words, n_docs) -> 
     """
     out = {_ngram_field(n): np.zeros(n_docs) for n in TOP_NGRAM_SIZES + DUP_NGRAM_SIZES}
     total = len(word_ids)
-    token = _mix(word_ids)
-    keys = _mix(word_docs) * _POLY + token
+    token = mix64(word_ids)
+    keys = mix64(word_docs) * _POLY + token
     cumulative = np.concatenate([[0.0], np.cumsum(word_lengths)])
     repeated_before = None
     for n in range(2, max(DUP_NGRAM_SIZES) + 1):
