@@ -17,9 +17,9 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.core.base import JobReport, lake_for, log, write_quarantine
+from jobs.core.base import QUARANTINE_TABLE, JobReport, lake_for, log, write_quarantine
 from jobs.core.config import BucketizeSettings, Config, ConfigError
-from jobs.core.incremental import appended_only, plan_output, without_result
+from jobs.core.incremental import appended_only, new_rows, plan_output
 from jobs.core.lake import Lake
 from jobs.ingest import DOCUMENTS_TABLE
 from jobs.prefilter import FILTERED_LABEL, PREFILTER_TABLE, filtered_count, passed_documents
@@ -168,10 +168,10 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     source_version = lake.version(settings.source_table)
     calibration = stored_calibration(lake)
     reason = recalibration_reason(lake, settings, calibration)
-    docs = passed_documents(lake, cfg)
     if reason is not None:
         log.info("bucketize: recalibrating the thresholds (%s)", reason)
-        calibration = calibrate(scored_documents(lake, cfg, docs)[0], settings)
+        calibration = calibrate(scored_documents(lake, cfg, passed_documents(lake, cfg))[0],
+                                settings)
         thresholds_version = store_calibration(lake, calibration, source_version)
     else:
         thresholds_version = lake.version(THRESHOLDS_TABLE)
@@ -181,22 +181,26 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
         inputs, JOB,
     )
     if plan.append:
-        docs = without_result(docs, lake.read(CURATED_TABLE), cfg.spark.incremental_broadcast_mb)
+        new = new_rows(lake, plan, DOCUMENTS_TABLE, lake.read(CURATED_TABLE),
+                       cfg.spark.incremental_broadcast_mb)
+        docs = passed_documents(lake, cfg, new)
+    else:
+        docs = passed_documents(lake, cfg)
     scored, missing = scored_documents(lake, cfg, docs)
     written = lake.write(
         place(scored, calibration), CURATED_TABLE, partition_by=["quality_bucket"],
         mode=plan.mode, read_version=plan.read_version, unique_key=["doc_id"],
         metadata=plan.metadata,
     )
-    # Documents without a score are never in `curated`, so each run sees all of them again.
-    quarantined = write_quarantine(
-        lake,
-        missing.select(
-            F.col("doc_id").alias("raw"), "source",
-            F.lit(f"missing_score: {settings.score_column} is null").alias("reason"),
-        ),
-        JOB,
+    unplaced = missing.select(
+        F.col("doc_id").alias("raw"), "source",
+        F.lit(f"missing_score: {settings.score_column} is null").alias("reason"),
     )
+    if plan.append and lake.exists(QUARANTINE_TABLE):
+        # An append reads only new documents; those left unplaced before stay quarantined.
+        earlier = lake.read(QUARANTINE_TABLE, {"job": [JOB]}).select(*unplaced.columns)
+        unplaced = unplaced.unionByName(earlier).dropDuplicates(["raw"])
+    quarantined = write_quarantine(lake, unplaced, JOB)
     per_bucket = (
         lake.read(CURATED_TABLE).groupBy("quality_bucket")
         .agg(F.count("*").alias("docs"), F.sum("n_chars").alias("chars"))

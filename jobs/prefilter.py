@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from jobs.core.base import JobReport, lake_for
 from jobs.core.config import Config, ConfigError, PrefilterSettings
-from jobs.core.incremental import plan_output, stored_metadata, without_result
+from jobs.core.incremental import new_rows, plan_output, stored_metadata
 from jobs.core.lake import Lake
 from jobs.ingest import DOCUMENTS_TABLE
 from jobs.prefilter_dedup import (
@@ -192,8 +192,8 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     else:
         docs, rows_in = lake.read(DOCUMENTS_TABLE), lake.count(DOCUMENTS_TABLE)
         if plan.append:
-            docs = without_result(
-                docs, lake.read(PREFILTER_TABLE), cfg.spark.incremental_broadcast_mb)
+            docs = new_rows(lake, plan, DOCUMENTS_TABLE, lake.read(PREFILTER_TABLE),
+                            cfg.spark.incremental_broadcast_mb)
         statistics, kept = judged_statistics(lake, docs, cfg, plan.append)
     try:
         written = lake.write(
@@ -236,9 +236,10 @@ def _checked_verdicts(lake: Lake, cfg: Config) -> DataFrame:
     return lake.read(PREFILTER_TABLE)
 
 
-def passed_documents(lake: Lake, cfg: Config) -> DataFrame:
-    """`documents` restricted to those that passed the pre-filter (all when it is disabled)."""
-    docs = lake.read(DOCUMENTS_TABLE)
+def passed_documents(lake: Lake, cfg: Config, docs: DataFrame | None = None) -> DataFrame:
+    """`documents` (or `docs`, some of them) restricted to those that passed the pre-filter
+    (all when it is disabled)."""
+    docs = lake.read(DOCUMENTS_TABLE) if docs is None else docs
     if not cfg.prefilter.enabled:
         return docs
     passed = _checked_verdicts(lake, cfg).where(F.col("passed")).select("doc_id")

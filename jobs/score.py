@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from jobs.core.base import JobReport, lake_for
 from jobs.core.config import Config, ConfigError, ScoreSettings
-from jobs.core.incremental import file_digest, plan_output, without_result
+from jobs.core.incremental import file_digest, new_rows, plan_output
 from jobs.ingest import DOCUMENTS_TABLE
 from jobs.prefilter import (
     FILTERED_LABEL,
@@ -116,9 +116,12 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     plan = plan_output(
         lake, SCORES_TABLE, cfg.score.mode, score_settings(cfg, fasttext_path), inputs, JOB
     )
-    docs = passed_documents(lake, cfg)
     if plan.append:
-        docs = without_result(docs, lake.read(SCORES_TABLE), cfg.spark.incremental_broadcast_mb)
+        new = new_rows(lake, plan, DOCUMENTS_TABLE, lake.read(SCORES_TABLE),
+                       cfg.spark.incremental_broadcast_mb)
+        docs = passed_documents(lake, cfg, new)
+    else:
+        docs = passed_documents(lake, cfg)
     written = lake.write(
         score_documents(spark, docs, cfg.score, fasttext_path), SCORES_TABLE, mode=plan.mode,
         read_version=plan.read_version, unique_key=["doc_id"], metadata=plan.metadata,

@@ -5,6 +5,11 @@ results were computed with and the versions of the input tables it read. An incr
 appends only when the stored settings equal the configured ones and every input has only been
 appended to since (compaction changes no data); otherwise it recomputes everything and says why
 in one log line. Old and new settings therefore never mix in one table.
+
+An append reads only what its inputs gained since the stored results: the rows of the files
+their Delta commits added after the versions recorded (`new_rows`), so a daily run reads the
+day's documents, not the lake. Where the log cannot say that exactly (the native backend, a
+compaction since, log entries cleaned up) it compares ids over the whole input instead.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -32,6 +38,7 @@ class OutputPlan:
     settings: dict
     inputs: dict[str, int]  # input table -> version read
     scope: str | None = None  # a part of the table with its own settings (a model_id)
+    since: dict[str, int] = field(default_factory=dict)  # append: input -> version it covers
 
     @property
     def metadata(self) -> dict:
@@ -86,10 +93,11 @@ def plan_output(
     read_version = lake.version(table)
     versions = {name: lake.version(name) for name in inputs}
 
-    def plan(append: bool, reason: str) -> OutputPlan:
+    def plan(append: bool, reason: str, since: dict | None = None) -> OutputPlan:
         level = logging.INFO if append or mode == "full" else logging.WARNING
         log.log(level, "%s: %s", job, reason)
-        return OutputPlan(table, append, read_version, reason, settings, versions, scope)
+        return OutputPlan(table, append, read_version, reason, settings, versions, scope,
+                          dict(since or {}))
 
     if mode == "full":
         return plan(False, "full mode: recomputing every document")
@@ -116,24 +124,93 @@ def plan_output(
         return plan(False, f"incremental mode: inputs {rewritten} were rewritten (not only "
                     f"appended to) since {where} was computed: full recompute")
     return plan(True, f"incremental mode: appending results for documents new since {where} "
-                f"version {read_version}")
+                f"version {read_version}", stored.get("inputs", {}))
 
 
-def without_result(docs: DataFrame, done: DataFrame, broadcast_mb: int = 64) -> DataFrame:
+def rows_added(lake: Lake, table: str, since: int) -> DataFrame | None:
+    """The rows that commits of `table` after version `since` added, read from their files
+    alone; None where the log cannot say so exactly: the native backend (a Delta stream source
+    does it there), no recorded version, a commit since that removed data, one that compacted
+    a file added since (its rows now sit in a file with older ones), or log entries cleaned up.
+    Compaction of files that were there at `since` (`maintain` after a daily run) is fine.
+    """
+    if lake.backend != "delta-rs" or since < 0 or lake.version(table) < since:
+        return None
+    try:
+        commits = commits_between(*lake.filesystem(table), since, lake.version(table))
+    except FileNotFoundError:
+        return None
+    added = {path for commit in commits for path, _ in commit.added}
+    removed = {path for commit in commits for path in commit.removed}
+    if any(commit.removes_data for commit in commits) or added & removed:
+        return None
+    return lake.read_path(lake.path(table), label=table, added_after=since)
+
+
+def new_rows(
+    lake: Lake, plan: OutputPlan, table: str, done: DataFrame, broadcast_mb: int = 64
+) -> DataFrame:
+    """In an append: the rows of input `table` whose doc_id has no row in `done`, the output.
+
+    The rows its commits added since the version the stored results cover are the candidates;
+    their ids are still looked up in `done`, so a document that arrived while the last run was
+    reading is not scored twice. Without usable log entries every row is compared.
+    """
+    added = rows_added(lake, table, plan.since.get(table, -1))
+    if added is None:
+        log.info("%s: comparing every id of `%s` with `%s` (its log since version %s is not "
+                 "only appends)", plan.table, table, plan.table, plan.since.get(table, -1))
+        return without_result(lake.read(table), done, broadcast_mb)
+    return without_result(added, done, broadcast_mb, few=True)
+
+
+def ids_cap(broadcast_mb: int) -> int:
+    """How many ids `broadcast_mb` holds: ~32 bytes each, plus the hashed relation's slot."""
+    return broadcast_mb * 2**20 // 64
+
+
+def known_ids(ids: DataFrame, known: DataFrame, broadcast_mb: int = 64) -> pa.Table | None:
+    """The doc_ids of `ids` that `known` holds, found with no shuffle: `ids` are collected and
+    broadcast to the scan of `known`'s ids. None when there are more than `broadcast_mb` holds
+    (the caller joins by a shuffle then)."""
+    cap = ids_cap(broadcast_mb)
+    collected = ids.select("doc_id").limit(cap + 1).toArrow() if cap else None
+    if collected is None or collected.num_rows > cap:
+        return None
+    if collected.num_rows == 0:
+        return collected
+    local = ids.sparkSession.createDataFrame(collected)
+    return known.select("doc_id").join(F.broadcast(local), "doc_id", "left_semi").toArrow()
+
+
+def without_result(
+    docs: DataFrame, done: DataFrame, broadcast_mb: int = 64, few: bool = False
+) -> DataFrame:
     """Documents whose doc_id has no row in `done` yet.
 
-    The ids are compared first (an anti join of the narrow id columns). While the new ids fit
-    `broadcast_mb` (`spark.incremental_broadcast_mb`) they are collected once and joined back
-    as a broadcast table, so the text of the new documents alone is read and none is shuffled;
-    a larger batch joins by a shuffle. The hint is explicit because Spark's estimate of a
-    join's output is no bound (`autoBroadcastJoinThreshold` stays as it is).
+    few: `docs` are a day's new rows; their ids are looked up in `done` (`known_ids`) and the
+    rare ones found there are dropped by a broadcast anti join, so nothing is shuffled and
+    `done` is read for its ids alone.
+
+    Otherwise the ids are compared first (an anti join of the narrow id columns). While the new
+    ids fit `broadcast_mb` (`spark.incremental_broadcast_mb`) they are collected once and joined
+    back as a broadcast table, so the text of the new documents alone is read and none is
+    shuffled; a larger batch joins by a shuffle. The hints are explicit because Spark's estimate
+    of a join's output is no bound (`autoBroadcastJoinThreshold` stays as it is).
     """
+    spark = docs.sparkSession
+    if few:
+        seen = known_ids(docs, done, broadcast_mb)
+        if seen is not None:
+            if seen.num_rows == 0:
+                return docs
+            return docs.join(F.broadcast(spark.createDataFrame(seen)), "doc_id", "left_anti")
     new_ids = docs.select("doc_id").join(done.select("doc_id"), "doc_id", "left_anti")
-    cap = broadcast_mb * 2**20 // 64  # ids of up to ~32 bytes, plus the hashed relation's slot
+    cap = ids_cap(broadcast_mb)
     collected = new_ids.limit(cap + 1).toArrow() if cap else None
     if collected is None or collected.num_rows > cap:
         return docs.join(new_ids, "doc_id", "left_semi")
-    local = docs.sparkSession.createDataFrame(collected) if collected.num_rows else \
+    local = spark.createDataFrame(collected) if collected.num_rows else \
         docs.limit(0).select("doc_id")
     return docs.join(F.broadcast(local), "doc_id", "left_semi")
 

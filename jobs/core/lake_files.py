@@ -220,6 +220,7 @@ class Commit:
         self.removes_data = any(
             "remove" in line and line["remove"].get("dataChange", True) for line in lines
         )
+        self.removed = [unquote(line["remove"]["path"]) for line in lines if "remove" in line]
 
 
 def commits_between(fs: pafs.FileSystem, base: str, after: int, upto: int) -> list[Commit]:

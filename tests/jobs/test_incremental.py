@@ -2,13 +2,15 @@
 
 import logging
 import random
+from pathlib import Path
+from urllib.parse import urlparse
 
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from jobs import bucketize, prefilter, score
 from jobs.core.config import config_from_dict
-from jobs.core.incremental import without_result
+from jobs.core.incremental import rows_added, without_result
 from jobs.core.lake import Lake
 from jobs.ingest import DOCUMENTS_TABLE
 from tests.jobs.test_prefilter import prose
@@ -28,6 +30,17 @@ def daily(spark, cfg):
     return [job.run(spark, cfg) for job in (prefilter, score, bucketize)]
 
 
+def incremental_cfg(tmp_path, **extra):
+    overrides = {"prefilter": {"mode": "incremental"}, "score": {"mode": "incremental"},
+                 "bucketize": {"mode": "incremental", "n_buckets": 2, "sample_rows": 100}}
+    return config_from_dict({"lake": {"root": str(tmp_path / "lake")}, **overrides, **extra},
+                            "test.yaml")
+
+
+def run_counts(reports):
+    return [r.details["run"].split("; ")[1] for r in reports]
+
+
 def files(lake, table):
     return set(DeltaTable(lake.path(table)).file_uris())
 
@@ -36,9 +49,7 @@ def test_incremental_chain_appends_new_results_and_a_changed_setting_recomputes(
     spark, tmp_path, caplog
 ):
     rng = random.Random(1)
-    overrides = {"prefilter": {"mode": "incremental"}, "score": {"mode": "incremental"},
-                 "bucketize": {"mode": "incremental", "n_buckets": 2, "sample_rows": 100}}
-    cfg = config_from_dict({"lake": {"root": str(tmp_path / "lake")}, **overrides}, "test.yaml")
+    cfg = incremental_cfg(tmp_path)
     lake = Lake(spark, cfg.lake.root)
     append_documents(spark, lake, 0, 10, rng)
     daily(spark, cfg)
@@ -48,7 +59,7 @@ def test_incremental_chain_appends_new_results_and_a_changed_setting_recomputes(
 
     append_documents(spark, lake, 10, 10, rng)
     reports = daily(spark, cfg)
-    assert [r.details["run"].split("; ")[1] for r in reports] == [
+    assert run_counts(reports) == [
         "10 documents judged now", "8 documents scored now", "8 documents placed now"]
     for table, earlier in before.items():
         assert earlier <= files(lake, table), f"{table} was rewritten, not appended to"
@@ -68,6 +79,69 @@ def test_incremental_chain_appends_new_results_and_a_changed_setting_recomputes(
     assert lake.commit_metadata("scores")[0]["settings"]["zstd_level"] == 9
     assert "recalibrated (`scores` was rewritten" in report.details["calibration"]
     assert lake.read("curated").where(F.col("doc_id") == "d004").count() == 0  # spam filtered
+
+
+def test_an_append_reads_only_the_files_added_since_and_compares_every_id_after_compaction(
+    spark, tmp_path, caplog
+):
+    rng = random.Random(2)
+    cfg = incremental_cfg(tmp_path)
+    lake = Lake(spark, cfg.lake.root)
+    append_documents(spark, lake, 0, 5, rng)
+    append_documents(spark, lake, 5, 5, rng)
+    daily(spark, cfg)
+    day_one = lake.version(DOCUMENTS_TABLE)
+    lake.table(DOCUMENTS_TABLE).optimize.compact()  # `maintain` after the daily run
+    assert lake.version(DOCUMENTS_TABLE) == day_one + 1
+    compacted = files(lake, DOCUMENTS_TABLE)
+
+    append_documents(spark, lake, 10, 10, rng)
+    added = rows_added(lake, DOCUMENTS_TABLE, day_one)
+    assert sorted(r.doc_id for r in added.collect()) == [f"d{i:03d}" for i in range(10, 20)]
+    new_files = {Path(f).name for f in files(lake, DOCUMENTS_TABLE) - compacted}
+    assert {Path(urlparse(f).path).name for f in added.inputFiles()} == new_files
+    with caplog.at_level(logging.INFO, logger="siftlake"):
+        reports = daily(spark, cfg)
+    assert run_counts(reports) == [
+        "10 documents judged now", "8 documents scored now", "8 documents placed now"]
+    assert "comparing every id" not in caplog.text
+
+    day_two = lake.version(DOCUMENTS_TABLE)
+    append_documents(spark, lake, 20, 10, rng)
+    lake.table(DOCUMENTS_TABLE).optimize.compact()  # the new rows move in with older ones
+    assert rows_added(lake, DOCUMENTS_TABLE, day_two) is None
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="siftlake"):
+        reports = daily(spark, cfg)
+    assert run_counts(reports) == [
+        "10 documents judged now", "8 documents scored now", "8 documents placed now"]
+    assert "comparing every id of `documents` with `prefilter`" in caplog.text
+    for table, expected in (("prefilter", 30), ("scores", 24), ("curated", 24)):
+        rows = lake.read(table)
+        assert rows.count() == rows.select("doc_id").distinct().count() == expected, table
+
+
+def test_documents_left_unplaced_stay_quarantined_when_an_append_reads_only_new_ones(
+    spark, tmp_path
+):
+    cfg = incremental_cfg(tmp_path, prefilter={"enabled": False})
+    lake = Lake(spark, cfg.lake.root)
+
+    def day(start, unscored):
+        append_documents(spark, lake, start, 10, random.Random(start))
+        scores = [(f"d{i:03d}", None if i == unscored else float(i))
+                  for i in range(start, start + 10)]
+        lake.write(spark.createDataFrame(scores, "doc_id string, zstd_ratio double"), "scores",
+                   mode="append", unique_key=["doc_id"])
+        return bucketize.run(spark, cfg)  # the report checks rows in = out + quarantined
+
+    assert day(0, unscored=1).rows_quarantined == 1
+    report = day(10, unscored=11)
+    assert "9 documents placed now" in report.details["run"]
+    assert (report.rows_out, report.rows_quarantined) == (18, 2)
+    quarantined = lake.read("quarantine", {"job": ["bucketize"]}).collect()
+    assert sorted(r.raw for r in quarantined) == ["d001", "d011"]
+    assert all(r.reason.startswith("missing_score") for r in quarantined)
 
 
 def test_plan_appends_only_while_settings_hold_and_inputs_only_grew(tmp_path):
@@ -118,5 +192,13 @@ def test_new_documents_are_found_on_ids_and_their_text_is_never_shuffled(spark):
             assert sorted(r.doc_id for r in new.collect()) == ["d1", "d3", "d4"]
             plan = new._jdf.queryExecution().executedPlan().toString()
             assert ("BroadcastHashJoin" in plan and "LeftSemi" in plan) == broadcast, plan
+        # A day's new rows: their ids are looked up in `done`, the few found there dropped.
+        new = without_result(docs, done, broadcast_mb=64, few=True)
+        assert sorted(r.doc_id for r in new.collect()) == ["d1", "d3", "d4"]
+        plan = new._jdf.queryExecution().executedPlan().toString()
+        assert "BroadcastHashJoin" in plan and "LeftAnti" in plan
+        assert "Exchange hashpartitioning" not in plan  # nothing shuffled
+        nothing_done = without_result(docs, done.limit(0), broadcast_mb=64, few=True)
+        assert nothing_done.count() == 6
     finally:
         spark.conf.set("spark.sql.autoBroadcastJoinThreshold", previous)
