@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 
 from jobs.core.base import QUARANTINE_TABLE, JobReport, lake_for, log, write_quarantine
 from jobs.core.config import Config, ConfigError, IngestSettings
+from jobs.core.incremental import known_ids
 from jobs.core.lake import Lake
 from jobs.ingest import (
     DOCUMENTS_TABLE,
@@ -114,13 +115,20 @@ def committed(lake: Lake, table: str, app: tuple[str, int]) -> bool:
     return done is not None and done >= app[1]
 
 
-def already_ingested(lake: Lake, flagged: DataFrame) -> DataFrame:
-    """`seq` of usable records whose id `documents` already holds (narrow columns only)."""
+def already_ingested(lake: Lake, keys: DataFrame, broadcast_mb: int = 64) -> DataFrame:
+    """`seq` of usable records whose id `documents` already holds (narrow columns only; a
+    batch's ids are broadcast to the scan of the stored ones while they fit `broadcast_mb`)."""
+    usable = keys.filter(F.col("reason").isNull()).select("doc_id", "seq")
     if not lake.exists(DOCUMENTS_TABLE):
-        return flagged.limit(0).select("seq")
+        return usable.limit(0).select("seq")
     known = lake.read(DOCUMENTS_TABLE).select("doc_id")
-    usable = flagged.filter(F.col("reason").isNull()).select("doc_id", "seq")
-    return usable.join(known, "doc_id", "left_semi").select("seq")
+    seen = known_ids(usable, known, broadcast_mb)
+    if seen is None:
+        return usable.join(known, "doc_id", "left_semi").select("seq")
+    if seen.num_rows == 0:
+        return usable.limit(0).select("seq")
+    seen_ids = F.broadcast(keys.sparkSession.createDataFrame(seen))
+    return usable.join(seen_ids, "doc_id", "left_semi").select("seq")
 
 
 @dataclass
@@ -132,6 +140,7 @@ class BatchIngest:
     settings: IngestSettings
     checkpoint: str
     source: str
+    broadcast_mb: int = 64  # spark.incremental_broadcast_mb
     counts: dict = field(default_factory=lambda: {"in": 0, "out": 0, "quarantined": 0})
     batches: list = field(default_factory=list)
 
@@ -152,8 +161,13 @@ class BatchIngest:
     def ingest(self, rows_in: int, records: DataFrame, line_offsets, app: tuple[str, int]) -> None:
         """Flag, mark duplicates (also of ids already ingested), append as transaction `app`."""
         flagged = flag_records(records, self.settings)
+        # The narrow keys are parsed once for both duplicate checks (on local disk: a first
+        # batch may be the whole corpus); the two writes parse the batch again as they stream.
+        keys = flagged.select("doc_id", "file", "block", "seq", "reason").persist(
+            StorageLevel.DISK_ONLY)
         copies = (
-            duplicate_copies(flagged).unionByName(already_ingested(self.lake, flagged)).distinct()
+            duplicate_copies(keys)
+            .unionByName(already_ingested(self.lake, keys, self.broadcast_mb)).distinct()
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         try:
@@ -171,6 +185,7 @@ class BatchIngest:
             )
         finally:
             copies.unpersist()
+            keys.unpersist()
         self.counts["in"] += rows_in
         self.counts["out"] += written.rows
         self.counts["quarantined"] += quarantined
@@ -202,7 +217,8 @@ def ingest_delta_versions(lake: Lake, settings: IngestSettings, writer: BatchIng
 def run(spark: SparkSession, cfg: Config) -> JobReport:
     lake = lake_for(spark, cfg)
     checkpoint = checkpoint_location(lake, cfg.ingest)
-    ingest_batch = BatchIngest(spark, lake, cfg.ingest, checkpoint, cfg.source)
+    ingest_batch = BatchIngest(spark, lake, cfg.ingest, checkpoint, cfg.source,
+                               cfg.spark.incremental_broadcast_mb)
     by_version = cfg.ingest.format == "delta" and lake.backend == "delta-rs"
     if by_version:
         ingest_delta_versions(lake, cfg.ingest, ingest_batch)
