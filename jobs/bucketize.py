@@ -14,15 +14,22 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.core.base import QUARANTINE_TABLE, JobReport, lake_for, log, write_quarantine
 from jobs.core.config import BucketizeSettings, Config, ConfigError
-from jobs.core.incremental import appended_only, new_rows, plan_output
+from jobs.core.incremental import appended_only, collected_ids, plan_output, restricted_to, rows_of
 from jobs.core.lake import Lake
 from jobs.ingest import DOCUMENTS_TABLE
-from jobs.prefilter import FILTERED_LABEL, PREFILTER_TABLE, filtered_count, passed_documents
+from jobs.prefilter import (
+    FILTERED_LABEL,
+    PREFILTER_TABLE,
+    filtered_count,
+    passed_documents,
+    passed_documents_to_compute,
+)
 
 CURATED_TABLE = "curated"
 THRESHOLDS_TABLE = "bucket_thresholds"
@@ -143,8 +150,15 @@ def recalibration_reason(lake: Lake, settings: BucketizeSettings, stored: dict |
     return None
 
 
-def scored_documents(lake: Lake, cfg: Config, docs: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(documents with a usable score, documents whose score is missing)."""
+def scored_documents(
+    lake: Lake, cfg: Config, docs: DataFrame, few: bool = False
+) -> tuple[DataFrame, DataFrame, int | None]:
+    """(documents with a usable score, documents whose score is missing, how many are missing
+    when it is known without another pass).
+
+    few: `docs` are a day's new documents; their scores are looked up by id (collected, no
+    shuffle) and joined back as a broadcast table while they fit spark.incremental_broadcast_mb.
+    """
     settings = cfg.bucketize
     scores = lake.read(settings.source_table)
     if settings.score_column not in scores.columns:
@@ -153,11 +167,25 @@ def scored_documents(lake: Lake, cfg: Config, docs: DataFrame) -> tuple[DataFram
             f"{settings.source_table!r} (columns: {scores.columns})"
         )
     score_cols = [c for c in scores.columns if c not in docs.columns or c == "doc_id"]
+    floating = dict(scores.dtypes)[settings.score_column] in ("double", "float")
+    ids = collected_ids(docs, cfg.spark.incremental_broadcast_mb) if few else None
+    if ids is not None:
+        found = rows_of(lake.spark, ids, scores, tuple(c for c in score_cols if c != "doc_id"))
+        score = found[settings.score_column]
+        usable = pc.is_valid(score)
+        if floating:
+            usable = pc.and_(usable, pc.invert(pc.fill_null(pc.is_nan(score), False)))
+        found = found.filter(usable)
+        missing_ids = ids.filter(pc.invert(pc.is_in(ids["doc_id"], found["doc_id"])))
+        present = (lake.spark.createDataFrame(found) if found.num_rows
+                   else scores.select(*score_cols).limit(0))
+        return (docs.join(F.broadcast(present), "doc_id"), restricted_to(docs, missing_ids),
+                missing_ids.num_rows)
     joined = docs.join(scores.select(*score_cols), "doc_id", "left")
     missing = F.col(settings.score_column).isNull()
-    if dict(joined.dtypes)[settings.score_column] in ("double", "float"):
+    if floating:
         missing = missing | F.isnan(settings.score_column)
-    return joined.filter(~missing), joined.filter(missing)
+    return joined.filter(~missing), joined.filter(missing), None
 
 
 def run(spark: SparkSession, cfg: Config) -> JobReport:
@@ -180,13 +208,8 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
         {**{k: calibration[k] for k in CALIBRATION_KEYS}, "thresholds_version": thresholds_version},
         inputs, JOB,
     )
-    if plan.append:
-        new = new_rows(lake, plan, DOCUMENTS_TABLE, lake.read(CURATED_TABLE),
-                       cfg.spark.incremental_broadcast_mb)
-        docs = passed_documents(lake, cfg, new)
-    else:
-        docs = passed_documents(lake, cfg)
-    scored, missing = scored_documents(lake, cfg, docs)
+    docs = passed_documents_to_compute(lake, cfg, plan)
+    scored, missing, n_missing = scored_documents(lake, cfg, docs, few=plan.append)
     written = lake.write(
         place(scored, calibration), CURATED_TABLE, partition_by=["quality_bucket"],
         mode=plan.mode, read_version=plan.read_version, unique_key=["doc_id"],
@@ -198,9 +221,16 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     )
     if plan.append and lake.exists(QUARANTINE_TABLE):
         # An append reads only new documents; those left unplaced before stay quarantined.
-        earlier = lake.read(QUARANTINE_TABLE, {"job": [JOB]}).select(*unplaced.columns)
-        unplaced = unplaced.unionByName(earlier).dropDuplicates(["raw"])
-    quarantined = write_quarantine(lake, unplaced, JOB)
+        earlier = lake.read(QUARANTINE_TABLE, {"job": [JOB]})
+        if n_missing == 0:  # nothing new to add: the partition stays as it is
+            quarantined = earlier.count()
+        else:
+            unplaced = unplaced.unionByName(earlier.select(*unplaced.columns))
+            quarantined = write_quarantine(lake, unplaced.dropDuplicates(["raw"]), JOB)
+    elif plan.append and n_missing == 0:
+        quarantined = 0
+    else:
+        quarantined = write_quarantine(lake, unplaced, JOB)
     per_bucket = (
         lake.read(CURATED_TABLE).groupBy("quality_bucket")
         .agg(F.count("*").alias("docs"), F.sum("n_chars").alias("chars"))

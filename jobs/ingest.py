@@ -295,7 +295,10 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
         log.info("ingest: %d later copies of an id", copies.count())
         marked = mark_duplicates(flagged, copies)
         written = lake.write(documents_of(marked), DOCUMENTS_TABLE)
-        quarantined = write_quarantine(lake, quarantined_of(marked, line_offsets), JOB)
+        rejected = quarantined_of(marked, line_offsets)
+        if written.rows == rows_in:  # nothing to quarantine: no pass over the input to find it
+            rejected = rejected.limit(0)
+        quarantined = write_quarantine(lake, rejected, JOB)
     finally:
         copies.unpersist()
     reasons = quarantine_reasons(lake)

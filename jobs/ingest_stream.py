@@ -151,18 +151,17 @@ class BatchIngest:
             return
         if self.settings.format == "jsonl":
             lines = batch.withColumn("seq", F.monotonically_increasing_id())
-            rows_in, line_offsets = line_numbers(self.spark, lines)
-            records = parse_records(lines, self.settings)
+            self.ingest(parse_records(lines, self.settings), app, lines)
         else:
-            rows_in, line_offsets = batch.count(), None
-            records = columnar_records(batch, self.settings, self.source)
-        self.ingest(rows_in, records, line_offsets, app)
+            self.ingest(columnar_records(batch, self.settings, self.source), app)
 
-    def ingest(self, rows_in: int, records: DataFrame, line_offsets, app: tuple[str, int]) -> None:
-        """Flag, mark duplicates (also of ids already ingested), append as transaction `app`."""
+    def ingest(self, records: DataFrame, app: tuple[str, int], lines: DataFrame | None = None):
+        """Flag, mark duplicates (also of ids already ingested), append as transaction `app`.
+
+        lines: the batch's JSONL lines, numbered only when a record is quarantined."""
         flagged = flag_records(records, self.settings)
-        # The narrow keys are parsed once for both duplicate checks (on local disk: a first
-        # batch may be the whole corpus); the two writes parse the batch again as they stream.
+        # The narrow keys are parsed once for the counts and both duplicate checks (on local
+        # disk: a first batch may be the whole corpus); the writes parse the batch again.
         keys = flagged.select("doc_id", "file", "block", "seq", "reason").persist(
             StorageLevel.DISK_ONLY)
         copies = (
@@ -171,14 +170,19 @@ class BatchIngest:
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         try:
+            rows_in = keys.count()
+            rejects = keys.filter(F.col("reason").isNotNull()).count() + copies.count()
             marked = mark_duplicates(flagged, copies)
             # Quarantine first: a crash between the two commits replays the batch against the
             # same `documents`, so it finds the same duplicates again.
-            rejected = quarantined_of(marked, line_offsets)
-            if committed(self.lake, QUARANTINE_TABLE, app):
-                quarantined = rejected.count()  # committed before a crash: only count them
-            else:
-                quarantined = write_quarantine(self.lake, rejected, JOB, app_transaction=app)
+            quarantined = 0
+            if rejects:  # a clean batch costs no pass to find its (no) rejects
+                line_offsets = None if lines is None else line_numbers(self.spark, lines)[1]
+                rejected = quarantined_of(marked, line_offsets)
+                if committed(self.lake, QUARANTINE_TABLE, app):
+                    quarantined = rejected.count()  # committed before a crash: only count them
+                else:
+                    quarantined = write_quarantine(self.lake, rejected, JOB, app_transaction=app)
             written = self.lake.write(
                 documents_of(marked), DOCUMENTS_TABLE, mode="append", app_transaction=app,
                 read_version=self.lake.version(DOCUMENTS_TABLE), unique_key=["doc_id"],
@@ -210,8 +214,7 @@ def ingest_delta_versions(lake: Lake, settings: IngestSettings, writer: BatchIng
             "*", F.lit(path).alias("file"), F.lit(0).cast("long").alias("block"),
             F.lit(None).cast("long").alias("row"),
         )
-        records = columnar_records(frame, settings, writer.source)
-        writer.ingest(frame.count(), records, None, (app_id, current))
+        writer.ingest(columnar_records(frame, settings, writer.source), (app_id, current))
 
 
 def run(spark: SparkSession, cfg: Config) -> JobReport:

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from jobs.core.base import JobReport, lake_for
 from jobs.core.config import Config, ConfigError, PrefilterSettings
-from jobs.core.incremental import new_rows, plan_output, stored_metadata
+from jobs.core.incremental import OutputPlan, new_rows, plan_output, stored_metadata
 from jobs.core.lake import Lake
 from jobs.ingest import DOCUMENTS_TABLE
 from jobs.prefilter_dedup import (
@@ -251,6 +251,19 @@ def passed_documents(lake: Lake, cfg: Config, docs: DataFrame | None = None) -> 
     # the passed ids prove small at run time. A forced broadcast hint would instead ship every
     # id to every executor however large the lake is.
     return docs.join(passed, "doc_id", "left_semi")
+
+
+def passed_documents_to_compute(lake: Lake, cfg: Config, plan: OutputPlan) -> DataFrame:
+    """The passed documents a job computes now: in an append, only those without a row in its
+    output table yet (a day's documents are checked against the verdicts by their ids alone,
+    so neither the verdicts nor the documents are shuffled); otherwise all of them."""
+    if not plan.append:
+        return passed_documents(lake, cfg)
+    within = None
+    if cfg.prefilter.enabled:
+        within = _checked_verdicts(lake, cfg).where(F.col("passed")).select("doc_id")
+    return new_rows(lake, plan, DOCUMENTS_TABLE, lake.read(plan.table),
+                    cfg.spark.incremental_broadcast_mb, within=within)
 
 
 def left_out_label(cfg: Config, sampled: bool) -> str:

@@ -19,13 +19,13 @@ from pyspark.sql import functions as F
 
 from jobs.core.base import JobReport, lake_for
 from jobs.core.config import Config, ConfigError, ScoreSettings
-from jobs.core.incremental import file_digest, new_rows, plan_output
+from jobs.core.incremental import file_digest, plan_output
 from jobs.ingest import DOCUMENTS_TABLE
 from jobs.prefilter import (
     FILTERED_LABEL,
     PREFILTER_TABLE,
     filtered_count,
-    passed_documents,
+    passed_documents_to_compute,
 )
 from udfs.compression import make_zstd_ratio_udf
 
@@ -116,12 +116,7 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     plan = plan_output(
         lake, SCORES_TABLE, cfg.score.mode, score_settings(cfg, fasttext_path), inputs, JOB
     )
-    if plan.append:
-        new = new_rows(lake, plan, DOCUMENTS_TABLE, lake.read(SCORES_TABLE),
-                       cfg.spark.incremental_broadcast_mb)
-        docs = passed_documents(lake, cfg, new)
-    else:
-        docs = passed_documents(lake, cfg)
+    docs = passed_documents_to_compute(lake, cfg, plan)
     written = lake.write(
         score_documents(spark, docs, cfg.score, fasttext_path), SCORES_TABLE, mode=plan.mode,
         read_version=plan.read_version, unique_key=["doc_id"], metadata=plan.metadata,

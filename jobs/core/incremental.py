@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-from pyspark.sql import DataFrame
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.core.base import log
@@ -148,9 +149,11 @@ def rows_added(lake: Lake, table: str, since: int) -> DataFrame | None:
 
 
 def new_rows(
-    lake: Lake, plan: OutputPlan, table: str, done: DataFrame, broadcast_mb: int = 64
+    lake: Lake, plan: OutputPlan, table: str, done: DataFrame, broadcast_mb: int = 64,
+    within: DataFrame | None = None,
 ) -> DataFrame:
-    """In an append: the rows of input `table` whose doc_id has no row in `done`, the output.
+    """In an append: the rows of input `table` whose doc_id has no row in `done`, the output
+    (and has one in `within`, when given: the documents that passed the pre-filter).
 
     The rows its commits added since the version the stored results cover are the candidates;
     their ids are still looked up in `done`, so a document that arrived while the last run was
@@ -160,8 +163,8 @@ def new_rows(
     if added is None:
         log.info("%s: comparing every id of `%s` with `%s` (its log since version %s is not "
                  "only appends)", plan.table, table, plan.table, plan.since.get(table, -1))
-        return without_result(lake.read(table), done, broadcast_mb)
-    return without_result(added, done, broadcast_mb, few=True)
+        return without_result(lake.read(table), done, broadcast_mb, within=within)
+    return without_result(added, done, broadcast_mb, few=True, within=within)
 
 
 def ids_cap(broadcast_mb: int) -> int:
@@ -169,28 +172,47 @@ def ids_cap(broadcast_mb: int) -> int:
     return broadcast_mb * 2**20 // 64
 
 
+def collected_ids(docs: DataFrame, broadcast_mb: int = 64) -> pa.Table | None:
+    """The doc_ids of `docs` on the driver; None when there are more than `broadcast_mb` holds."""
+    cap = ids_cap(broadcast_mb)
+    collected = docs.select("doc_id").limit(cap + 1).toArrow() if cap else None
+    return None if collected is None or collected.num_rows > cap else collected
+
+
+def rows_of(spark: SparkSession, ids: pa.Table, table: DataFrame, columns: tuple = ()) -> pa.Table:
+    """doc_id and `columns` of the rows of `table` whose doc_id is in `ids` (collected, few),
+    found with no shuffle: `ids` are broadcast to the scan of `table`."""
+    if ids.num_rows == 0:
+        return table.select("doc_id", *columns).limit(0).toArrow()
+    local = spark.createDataFrame(ids)
+    return table.select("doc_id", *columns).join(F.broadcast(local), "doc_id", "left_semi") \
+        .toArrow()
+
+
 def known_ids(ids: DataFrame, known: DataFrame, broadcast_mb: int = 64) -> pa.Table | None:
     """The doc_ids of `ids` that `known` holds, found with no shuffle: `ids` are collected and
     broadcast to the scan of `known`'s ids. None when there are more than `broadcast_mb` holds
     (the caller joins by a shuffle then)."""
-    cap = ids_cap(broadcast_mb)
-    collected = ids.select("doc_id").limit(cap + 1).toArrow() if cap else None
-    if collected is None or collected.num_rows > cap:
-        return None
-    if collected.num_rows == 0:
-        return collected
-    local = ids.sparkSession.createDataFrame(collected)
-    return known.select("doc_id").join(F.broadcast(local), "doc_id", "left_semi").toArrow()
+    collected = collected_ids(ids, broadcast_mb)
+    return None if collected is None else rows_of(ids.sparkSession, collected, known)
+
+
+def restricted_to(docs: DataFrame, ids: pa.Table) -> DataFrame:
+    """`docs` with a doc_id in `ids` (collected), by a broadcast join: nothing is shuffled."""
+    if ids.num_rows == 0:
+        return docs.limit(0)
+    return docs.join(F.broadcast(docs.sparkSession.createDataFrame(ids)), "doc_id", "left_semi")
 
 
 def without_result(
-    docs: DataFrame, done: DataFrame, broadcast_mb: int = 64, few: bool = False
+    docs: DataFrame, done: DataFrame, broadcast_mb: int = 64, few: bool = False,
+    within: DataFrame | None = None,
 ) -> DataFrame:
-    """Documents whose doc_id has no row in `done` yet.
+    """Documents whose doc_id has no row in `done` yet (and has one in `within`, when given).
 
-    few: `docs` are a day's new rows; their ids are looked up in `done` (`known_ids`) and the
-    rare ones found there are dropped by a broadcast anti join, so nothing is shuffled and
-    `done` is read for its ids alone.
+    few: `docs` are a day's new rows; their ids are collected and looked up in `done` and
+    `within` (`rows_of`), and `docs` are restricted to the ids left by a broadcast join, so
+    nothing is shuffled and `done` and `within` are read for their ids alone.
 
     Otherwise the ids are compared first (an anti join of the narrow id columns). While the new
     ids fit `broadcast_mb` (`spark.incremental_broadcast_mb`) they are collected once and joined
@@ -200,19 +222,23 @@ def without_result(
     """
     spark = docs.sparkSession
     if few:
-        seen = known_ids(docs, done, broadcast_mb)
-        if seen is not None:
-            if seen.num_rows == 0:
+        candidates = collected_ids(docs, broadcast_mb)
+        if candidates is not None:
+            keep = pc.invert(pc.is_in(candidates["doc_id"],
+                                      rows_of(spark, candidates, done)["doc_id"]))
+            if within is not None:
+                keep = pc.and_(keep, pc.is_in(candidates["doc_id"],
+                                              rows_of(spark, candidates, within)["doc_id"]))
+            if pc.all(keep).as_py() is not False:
                 return docs
-            return docs.join(F.broadcast(spark.createDataFrame(seen)), "doc_id", "left_anti")
+            return restricted_to(docs, candidates.filter(keep))
     new_ids = docs.select("doc_id").join(done.select("doc_id"), "doc_id", "left_anti")
-    cap = ids_cap(broadcast_mb)
-    collected = new_ids.limit(cap + 1).toArrow() if cap else None
-    if collected is None or collected.num_rows > cap:
+    if within is not None:
+        new_ids = new_ids.join(within.select("doc_id"), "doc_id", "left_semi")
+    collected = collected_ids(new_ids, broadcast_mb)
+    if collected is None:
         return docs.join(new_ids, "doc_id", "left_semi")
-    local = spark.createDataFrame(collected) if collected.num_rows else \
-        docs.limit(0).select("doc_id")
-    return docs.join(F.broadcast(local), "doc_id", "left_semi")
+    return restricted_to(docs, collected)
 
 
 def write_scope(

@@ -192,12 +192,17 @@ def test_new_documents_are_found_on_ids_and_their_text_is_never_shuffled(spark):
             assert sorted(r.doc_id for r in new.collect()) == ["d1", "d3", "d4"]
             plan = new._jdf.queryExecution().executedPlan().toString()
             assert ("BroadcastHashJoin" in plan and "LeftSemi" in plan) == broadcast, plan
-        # A day's new rows: their ids are looked up in `done`, the few found there dropped.
-        new = without_result(docs, done, broadcast_mb=64, few=True)
-        assert sorted(r.doc_id for r in new.collect()) == ["d1", "d3", "d4"]
-        plan = new._jdf.queryExecution().executedPlan().toString()
-        assert "BroadcastHashJoin" in plan and "LeftAnti" in plan
-        assert "Exchange hashpartitioning" not in plan  # nothing shuffled
+        # A day's new rows: their ids are looked up in `done` (and in `within`: the passed
+        # ones), and the rows left are kept by a broadcast join.
+        passed = spark.createDataFrame([("d1",), ("d3",), ("d5",)], "doc_id string")
+        for within, expected in ((None, ["d1", "d3", "d4"]), (passed, ["d1", "d3"])):
+            new = without_result(docs, done, broadcast_mb=64, few=True, within=within)
+            assert sorted(r.doc_id for r in new.collect()) == expected
+            plan = new._jdf.queryExecution().executedPlan().toString()
+            assert "BroadcastHashJoin" in plan and "LeftSemi" in plan
+            assert "Exchange hashpartitioning" not in plan  # nothing shuffled
+            shuffled = without_result(docs, done, broadcast_mb=0, within=within)
+            assert sorted(r.doc_id for r in shuffled.collect()) == expected
         nothing_done = without_result(docs, done.limit(0), broadcast_mb=64, few=True)
         assert nothing_done.count() == 6
     finally:

@@ -83,6 +83,10 @@ def test_rerun_replaces_instead_of_appending(spark, tmp_path):
     lake = Lake(spark, cfg.lake.root)
     assert lake.read("documents").count() == len(GOOD)
     assert lake.read("quarantine").count() == 1
+    # A clean input replaces the partition with nothing (found without a pass over the input).
+    clean = cfg_for(tmp_path, [write_lines(tmp_path / "in.jsonl", GOOD)], id_column="id")
+    assert ingest.run(spark, clean).rows_quarantined == 0
+    assert lake.read("quarantine").count() == 0
 
 
 def test_input_without_ids_says_which_key_to_set(spark, tmp_path):
