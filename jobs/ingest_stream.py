@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -29,7 +30,7 @@ from pyspark.sql import functions as F
 
 from jobs.core.base import QUARANTINE_TABLE, JobReport, lake_for, log, write_quarantine
 from jobs.core.config import Config, ConfigError, IngestSettings
-from jobs.core.incremental import known_ids
+from jobs.core.incremental import collected_ids, rows_of
 from jobs.core.lake import Lake
 from jobs.ingest import (
     DOCUMENTS_TABLE,
@@ -115,20 +116,35 @@ def committed(lake: Lake, table: str, app: tuple[str, int]) -> bool:
     return done is not None and done >= app[1]
 
 
-def already_ingested(lake: Lake, keys: DataFrame, broadcast_mb: int = 64) -> DataFrame:
-    """`seq` of usable records whose id `documents` already holds (narrow columns only; a
-    batch's ids are broadcast to the scan of the stored ones while they fit `broadcast_mb`)."""
+def later_copies(lake: Lake, keys: DataFrame, broadcast_mb: int = 64) -> DataFrame:
+    """`seq` of usable records to quarantine as duplicate_id: later copies of an id within the
+    batch, and ids `documents` already holds (narrow columns only).
+
+    While the batch's ids fit `broadcast_mb` they are collected once: a batch whose ids are all
+    distinct (the usual day) needs no shuffle to find copies, and its ids are broadcast to the
+    scan of the stored ones. A larger batch finds both by shuffles of the narrow columns.
+    """
+    spark = keys.sparkSession
     usable = keys.filter(F.col("reason").isNull()).select("doc_id", "seq")
-    if not lake.exists(DOCUMENTS_TABLE):
+    stored = lake.read(DOCUMENTS_TABLE).select("doc_id") if lake.exists(DOCUMENTS_TABLE) else None
+    ids = collected_ids(usable, broadcast_mb)
+    if ids is None:
+        parts = [duplicate_copies(keys)]
+        if stored is not None:
+            parts.append(usable.join(stored, "doc_id", "left_semi").select("seq"))
+    else:
+        parts = []
+        if pc.count_distinct(ids["doc_id"]).as_py() < ids.num_rows:
+            parts.append(duplicate_copies(keys))
+        seen = rows_of(spark, ids, stored) if stored is not None else None
+        if seen is not None and seen.num_rows:
+            seen_ids = F.broadcast(spark.createDataFrame(seen))
+            parts.append(usable.join(seen_ids, "doc_id", "left_semi").select("seq"))
+    if not parts:
         return usable.limit(0).select("seq")
-    known = lake.read(DOCUMENTS_TABLE).select("doc_id")
-    seen = known_ids(usable, known, broadcast_mb)
-    if seen is None:
-        return usable.join(known, "doc_id", "left_semi").select("seq")
-    if seen.num_rows == 0:
-        return usable.limit(0).select("seq")
-    seen_ids = F.broadcast(keys.sparkSession.createDataFrame(seen))
-    return usable.join(seen_ids, "doc_id", "left_semi").select("seq")
+    if len(parts) == 1:
+        return parts[0]
+    return parts[0].unionByName(parts[1]).distinct()
 
 
 @dataclass
@@ -164,11 +180,8 @@ class BatchIngest:
         # disk: a first batch may be the whole corpus); the writes parse the batch again.
         keys = flagged.select("doc_id", "file", "block", "seq", "reason").persist(
             StorageLevel.DISK_ONLY)
-        copies = (
-            duplicate_copies(keys)
-            .unionByName(already_ingested(self.lake, keys, self.broadcast_mb)).distinct()
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
+        copies = later_copies(self.lake, keys, self.broadcast_mb).persist(
+            StorageLevel.MEMORY_AND_DISK)
         try:
             rows_in = keys.count()
             rejects = keys.filter(F.col("reason").isNotNull()).count() + copies.count()

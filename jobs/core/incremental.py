@@ -189,14 +189,6 @@ def rows_of(spark: SparkSession, ids: pa.Table, table: DataFrame, columns: tuple
         .toArrow()
 
 
-def known_ids(ids: DataFrame, known: DataFrame, broadcast_mb: int = 64) -> pa.Table | None:
-    """The doc_ids of `ids` that `known` holds, found with no shuffle: `ids` are collected and
-    broadcast to the scan of `known`'s ids. None when there are more than `broadcast_mb` holds
-    (the caller joins by a shuffle then)."""
-    collected = collected_ids(ids, broadcast_mb)
-    return None if collected is None else rows_of(ids.sparkSession, collected, known)
-
-
 def restricted_to(docs: DataFrame, ids: pa.Table) -> DataFrame:
     """`docs` with a doc_id in `ids` (collected), by a broadcast join: nothing is shuffled."""
     if ids.num_rows == 0:
