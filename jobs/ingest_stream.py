@@ -171,7 +171,9 @@ class BatchIngest:
         else:
             self.ingest(columnar_records(batch, self.settings, self.source), app)
 
-    def ingest(self, records: DataFrame, app: tuple[str, int], lines: DataFrame | None = None):
+    def ingest(
+        self, records: DataFrame, app: tuple[str, int], lines: DataFrame | None = None
+    ) -> None:
         """Flag, mark duplicates (also of ids already ingested), append as transaction `app`.
 
         lines: the batch's JSONL lines, numbered only when a record is quarantined."""
