@@ -7,7 +7,8 @@ crawls hold) as `corpus.jsonl` with only `id`, `text` and a `url` field, plus a 
 set; the kind of every document stays in the bench. It then runs the real jobs of
 conf/select.yaml, from inside the work directory (tables under ./lake), reruns `bucketize`
 ranked by `zstd_ratio` for the zstd figure, and joins the labels to what each ranking selected.
-It prints each rule's filter rate per kind, the composition of every selection, samples of
+It prints each rule's filter rate per kind, the clean loss and junk recall with each rule
+switched off (what a rule costs and buys on this corpus), the composition of every selection, samples of
 selected and rejected documents (`samples.txt` in the work directory), then `bench/prefilter.py
 --quick`'s speed lines (unless --skip-speed) and, last, the BENCH lines:
 
@@ -106,6 +107,31 @@ def rule_rates(lake, labels: pd.DataFrame) -> None:
           + "".join(f"{passed[joined['kind'] == k].mean():10.3f}" for k in kinds))
 
 
+def rule_costs(lake, labels: pd.DataFrame) -> None:
+    """What each rule costs and buys: clean loss and junk recall (of characters) with that rule
+    switched off and every other rule on, from the stored `failed_rules` (nothing re-measured).
+    A rule whose removal lowers the loss but keeps the recall is one to review for this corpus."""
+    verdicts = lake.read("prefilter").select("doc_id", "failed_rules").toPandas()
+    joined = verdicts.merge(labels, on="doc_id")
+    rules = joined["failed_rules"].map(set)
+    clean, junk = ~joined["junk"], joined["junk"]
+    chars = joined["n_chars"]
+
+    def loss_and_recall(off: set[str]) -> str:
+        fails = rules.map(lambda failed: bool(failed - off))
+        return (f"{chars[fails & clean].sum() / chars[clean].sum():.4f} "
+                f"{chars[fails & junk].sum() / chars[junk].sum():.4f}")
+
+    print(f"clean loss and junk recall with one rule switched off (all on: "
+          f"{loss_and_recall(set())}):")
+    for rule in sorted(set().union(*rules)):
+        print(f"  {rule:48s} {loss_and_recall({rule})}")
+    repetition = {"fineweb.max_dup_line_char_share", *(
+        f"gopher_repetition.max_dup_{n}gram_char_share" for n in range(5, 11))}
+    print(f"  FineWeb duplicated lines + Gopher duplicated 5..10-grams off: "
+          f"{loss_and_recall(repetition)}")
+
+
 def strength_by_kind(lake, labels: pd.DataFrame) -> None:
     """How the references judged each kind: PreSelect's positives are documents with ps = 1."""
     ps = lake.read("predictive_strength").select("doc_id", "ps").toPandas().merge(labels, on="doc_id")
@@ -171,6 +197,7 @@ def main() -> None:
     print(f"\nwork directory {work}; {len(labels):,} documents, {labels['n_chars'].sum():,} chars; "
           f"chain {total:.0f} s: " + ", ".join(f"{s} {t:.0f}" for s, t in seconds.items()))
     rule_rates(lake, labels)
+    rule_costs(lake, labels)
     strength_by_kind(lake, labels)
     passed = composition(selections["prefilter"], labels)
     failed = labels[~labels["doc_id"].isin(selections["prefilter"]["doc_id"])]
