@@ -1,6 +1,8 @@
 """The daily chain (ingest → prefilter → score → bucketize) at 1M and 4M documents (10M with
 `--big`) on the embedded default (conf/local.yaml), with per-job wall time and the peak RSS of
-the whole process tree (driver Python, JVM and Python workers, sampled from /proc).
+the whole process tree (driver Python, JVM and Python workers, sampled from /proc), with the
+JVM's own peak RSS, its committed heap (`jstat -gc`) and the driver Python's RSS beside it (the
+rest is Python workers).
 
 Input: synthetic JSONL of ~1.2 KB documents, each 12 sentences drawn from a pool of varied
 random-word sentences (so documents differ and pass the pre-filter), 1% malformed lines and 1%
@@ -100,10 +102,12 @@ def generate(n_docs: int, folder: Path) -> list[str]:
 
 # -- measurement ----------------------------------------------------------------------------------
 
-def tree_rss(root: int) -> int:
-    """Sum of the resident set sizes of `root` and all its descendants, in bytes."""
+def tree_rss(root: int) -> tuple[int, dict[int, int]]:
+    """(sum of the resident set sizes of `root` and all its descendants in bytes, the RSS of each
+    Java process among them by pid)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
+    java: set[int] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -114,14 +118,39 @@ def tree_rss(root: int) -> int:
                 rss[int(entry)] = int(handle.read().split()[1]) * PAGE
         except (OSError, IndexError, ValueError):
             continue
+        if stat.split(" (", 1)[1].startswith("java)"):
+            java.add(int(entry))
         parent = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(parent, []).append(int(entry))
-    total, pending = 0, [root]
+    total, jvms, pending = 0, {}, [root]
     while pending:
         pid = pending.pop()
         total += rss.get(pid, 0)
+        if pid in java:
+            jvms[pid] = rss.get(pid, 0)
         pending.extend(children.get(pid, []))
-    return total
+    return total, jvms
+
+
+def process_rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as handle:
+            return int(handle.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def heap_committed(pid: int) -> int | None:
+    """The JVM's committed heap in bytes (survivor + eden + old capacity, `jstat -gc`), or None
+    where jstat is missing or the JVM is gone. The heap grows towards -Xmx (the driver memory
+    setting) as the JVM sees fit, so this says how much of a peak the setting still bounds."""
+    try:
+        out = subprocess.run(["jstat", "-gc", str(pid)], capture_output=True, text=True,
+                             timeout=10).stdout.split("\n")
+        values = dict(zip(out[0].split(), out[1].split(), strict=False))
+        return int(sum(float(values[k]) for k in ("S0C", "S1C", "EC", "OC")) * 1024)
+    except (OSError, subprocess.SubprocessError, IndexError, KeyError, ValueError):
+        return None
 
 
 def run_chain(paths: list[str], lake: Path, chain: list[str]) -> dict[str, dict]:
@@ -130,13 +159,22 @@ def run_chain(paths: list[str], lake: Path, chain: list[str]) -> dict[str, dict]
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     results: dict[str, dict] = {}
     current: list[str | None] = [None]
-    peaks: dict[str, int] = {}
+    peaks: dict[str, dict[str, int]] = {}
 
     def sample() -> None:
+        last_jstat = 0.0
         while child.poll() is None:
-            rss = tree_rss(child.pid)
-            if current[0] is not None:
-                peaks[current[0]] = max(peaks.get(current[0], 0), rss)
+            rss, jvms = tree_rss(child.pid)
+            job = current[0]
+            if job is not None:
+                peak = peaks.setdefault(job, {"rss": 0, "jvm_rss": 0, "heap": 0, "driver": 0})
+                peak["rss"] = max(peak["rss"], rss)
+                peak["jvm_rss"] = max(peak["jvm_rss"], sum(jvms.values()))
+                peak["driver"] = max(peak["driver"], process_rss(child.pid))
+                if jvms and time.monotonic() - last_jstat > 5:  # jstat starts a JVM: not often
+                    last_jstat = time.monotonic()
+                    heap = heap_committed(max(jvms, key=jvms.get))
+                    peak["heap"] = max(peak["heap"], heap or 0)
             time.sleep(0.25)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -146,10 +184,13 @@ def run_chain(paths: list[str], lake: Path, chain: list[str]) -> dict[str, dict]
             current[0] = line.split()[1]
         elif line.startswith("JOB_END "):
             _, name, seconds = line.split()
-            results[name] = {"seconds": float(seconds), "peak_rss": peaks.get(name, 0)}
+            peak = peaks.get(name, {"rss": 0, "jvm_rss": 0, "heap": 0, "driver": 0})
+            results[name] = {"seconds": float(seconds), "peak_rss": peak["rss"]}
             current[0] = None
-            print(f"  {name:10s} {float(seconds):8.1f} s   peak RSS "
-                  f"{results[name]['peak_rss'] / 2**30:.2f} GiB", flush=True)
+            print(f"  {name:10s} {float(seconds):8.1f} s   peak RSS {peak['rss'] / 2**30:.2f} GiB"
+                  f" (JVM {peak['jvm_rss'] / 2**30:.2f} GiB, its heap committed "
+                  f"{peak['heap'] / 2**30:.2f} GiB; driver Python {peak['driver'] / 2**30:.2f} "
+                  "GiB)", flush=True)
         else:
             print("   ", line.rstrip(), flush=True)
     if child.wait() != 0:

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)  # not bench/: bench/fasttext.py would shadow the fasttext package
 
 from jobs.core.config import DemoSettings  # noqa: E402
-from jobs.demo.clean import CLEAN_KINDS, _read, module_page  # noqa: E402
+from jobs.demo.clean import CLEAN_KINDS, module_page, read_source  # noqa: E402
 from jobs.demo.corpus import TARGET_FILE, demo_records, write_target  # noqa: E402
 from jobs.demo.junk import mirrors  # noqa: E402
 
@@ -62,7 +62,7 @@ def package_pages(needed: int) -> list[str]:
             parts = path.relative_to(site).with_suffix("").parts
             if any(p.startswith("test") or p == "tests" for p in parts):
                 continue
-            for page in module_page(".".join(parts), _read(path)):
+            for page in module_page(".".join(parts), read_source(path)):
                 if page not in seen:
                     seen.add(page)
                     pages.append(page)

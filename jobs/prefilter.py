@@ -16,7 +16,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.core.base import JobReport, lake_for
+from jobs.core.base import JobReport, lake_for, log
 from jobs.core.config import Config, ConfigError, PrefilterSettings
 from jobs.core.incremental import OutputPlan, new_rows, plan_output, stored_metadata
 from jobs.core.lake import Lake
@@ -28,7 +28,7 @@ from jobs.prefilter_dedup import (
     near_duplicates,
     with_near_duplicates,
 )
-from jobs.prefilter_rules import RULE_NAMES, active_rules, apply_rules
+from jobs.prefilter_rules import RULE_NAMES, active_rules, apply_rules, source_rules_lines
 from udfs.minhash import SPARK_TYPE as BANDS_TYPE
 from udfs.minhash import make_minhash_udf
 from udfs.prefilter import STATISTIC_NAMES, make_prefilter_udf
@@ -205,11 +205,16 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
             kept.unpersist()
     rates = filter_rates(lake.read(PREFILTER_TABLE))
     passed = int(rates.loc[rates["rule"].isna(), "passed"].sum())
+    source_lines = source_rules_lines(settings, sorted(set(rates["source"]) - {NO_SOURCE}))
+    for line in source_lines:
+        if "MATCHES NONE" in line:
+            log.warning("prefilter: %s; check its globs against the sources in the report", line)
     details = {
         "prefilter rows written (every document's verdict)": written.rows,
         "rules": f"{len(active_rules(settings))} of families {', '.join(settings.families) or '-'}",
         "statistics": "re-used from the stored table" if settings.rethreshold else "measured",
         "run": f"{plan.reason}; {written.rows:,} documents judged now",
+        **({"source rules": "; ".join(source_lines)} if source_lines else {}),
         **rate_details(rates),
     }
     return JobReport(

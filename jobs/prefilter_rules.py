@@ -14,6 +14,7 @@ statistic that cannot be measured (null: a document without words or lines) fail
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -83,24 +84,65 @@ def threshold(rule: Rule, settings: PrefilterSettings):
     return getattr(getattr(settings, rule.family), rule.key)
 
 
+def glob_regex(glob: str) -> str:
+    """A `sources` glob as a regex for the whole source: `*` any characters, `?` one, the rest
+    literal. The same pattern in Java (Spark's rlike) and in Python's re."""
+    return "^" + "".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
+                         for c in glob) + "$"
+
+
+def source_matches(globs: list[str]) -> Column:
+    pattern = "(?s)" + "|".join(f"(?:{glob_regex(g)})" for g in globs)
+    return F.coalesce(F.col("source").rlike(pattern), F.lit(False))
+
+
+def threshold_column(rule: Rule, settings: PrefilterSettings) -> Column:
+    """The rule's threshold per document: the first `source_rules` entry that matches the
+    document's source and sets the rule, else the section's value."""
+    value = F.lit(threshold(rule, settings))
+    for entry in reversed(settings.source_rules):
+        if rule.name in entry.thresholds:
+            value = F.when(source_matches(entry.sources), F.lit(entry.thresholds[rule.name])) \
+                .otherwise(value)
+    return value
+
+
 def active_rules(settings: PrefilterSettings) -> list[Rule]:
-    """The rules of the configured families, in rule order (switched-off reject rules left out)."""
+    """The rules of the configured families, in rule order; a reject rule only where its switch
+    is on, for every source or for some (`source_rules`)."""
     return [
         rule for rule in RULES
         if rule.family in settings.families
-        and (rule.kind != "reject" or threshold(rule, settings))
+        and (rule.kind != "reject" or threshold(rule, settings)
+             or any(entry.thresholds.get(rule.name) for entry in settings.source_rules))
     ]
+
+
+def source_rules_lines(settings: PrefilterSettings, sources: list[str]) -> list[str]:
+    """One line per `source_rules` entry: its globs, thresholds and how many of `sources` it
+    matches; an entry that matches none (most often a typo) says so."""
+    lines = []
+    for index, entry in enumerate(settings.source_rules):
+        matched = [s for s in sources
+                   if any(re.match(glob_regex(g), s, re.S) for g in entry.sources)]
+        lines.append(
+            f"source_rules[{index}] [{', '.join(entry.sources)}]: "
+            + ", ".join(f"{name}={value}" for name, value in entry.thresholds.items())
+            + (f"; matches {len(matched)} of {len(sources)} sources" if matched
+               else f"; MATCHES NONE of the {len(sources)} sources judged"))
+    return lines
 
 
 def rule_fails(rule: Rule, settings: PrefilterSettings) -> Column:
     """True when the document fails the rule; a null statistic fails."""
     value = F.col(rule.statistic)
+    limit = threshold_column(rule, settings)
     if rule.kind == "reject":
-        broken = value
+        broken = value & limit
     elif rule.kind == "max":
-        broken = value > F.lit(threshold(rule, settings))
+        broken = value > limit
     else:
-        broken = value < F.lit(threshold(rule, settings))
+        broken = value < limit
     return F.coalesce(broken, F.lit(True))
 
 

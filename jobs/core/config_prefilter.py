@@ -3,9 +3,9 @@ control-character rules with their published thresholds (METHODS.md §6)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from jobs.core.config_base import MODE_FIELD_DESCRIPTION, Mode, Section
 
@@ -99,9 +99,27 @@ class DedupRules(Section):
     seed: int = Field(1, ge=0, description="seed of the hash functions")
 
 
+MEASURING_KEYS = ("dedup.ngram", "dedup.bands", "dedup.rows_per_band", "dedup.seed")
+
+
+class SourceRules(Section):
+    """Thresholds of their own for the documents of some sources (a documentation dump beside a
+    web crawl): for each rule, the first entry whose `sources` match a document's `source` and
+    that sets the rule gives its threshold; other documents keep the section's."""
+
+    sources: list[str] = Field(
+        min_length=1, description="globs over documents.source (the input file, or "
+        "ingest.source_column): `*` any characters, `?` one; the whole source must match")
+    thresholds: dict[str, bool | int | float] = Field(
+        min_length=1, description="rule name as in filter_reason (<family>.<key>) -> threshold")
+
+
 PrefilterFamily = Literal[
     "gopher_quality", "gopher_repetition", "fineweb", "control_chars", "c4", "dedup"
 ]
+
+
+FAMILY_NAMES = get_args(PrefilterFamily)
 
 
 class PrefilterSettings(Section):
@@ -126,6 +144,31 @@ class PrefilterSettings(Section):
     control_chars: ControlCharRules = Field(default_factory=ControlCharRules)
     c4: C4Rules = Field(default_factory=C4Rules)
     dedup: DedupRules = Field(default_factory=DedupRules)
+    source_rules: list[SourceRules] = Field(
+        default_factory=list, description="per-source thresholds, e.g. looser repetition rules "
+        "for documentation; re-threshold to apply a change to stored statistics")
+
+    @model_validator(mode="after")
+    def _source_thresholds(self) -> PrefilterSettings:
+        """Each override names a threshold a rule compares with, and is valid where it applies:
+        checked by the family's own validation (ranges, min <= max) with the override in place;
+        the value is stored as that validation gives it (an int for an int threshold)."""
+        for index, entry in enumerate(self.source_rules):
+            for name, value in entry.thresholds.items():
+                where = f"source_rules[{index}].thresholds.{name}"
+                family, _, key = name.partition(".")
+                section = getattr(self, family, None) if family in FAMILY_NAMES else None
+                if section is None or key not in type(section).model_fields:
+                    raise ValueError(f"{where}: not a rule; rules are named <family>.<key> as in "
+                                     f"filter_reason, e.g. fineweb.max_dup_line_char_share")
+                if name in MEASURING_KEYS:
+                    raise ValueError(f"{where}: measures the text, the same for every source")
+                try:
+                    changed = type(section).model_validate(section.model_dump() | {key: value})
+                except ValidationError as error:
+                    raise ValueError(f"{where}: {error.errors()[0]['msg']}") from None
+                entry.thresholds[name] = getattr(changed, key)
+        return self
 
     @field_validator("families")
     @classmethod

@@ -36,7 +36,8 @@ def _sources() -> list[Path]:
     return [p for p in files if "test" not in p.parts[-2:] and not p.name.startswith("test")]
 
 
-def _read(path: Path) -> str:
+def read_source(path: Path) -> str:
+    """A source file's text; empty when it cannot be read as UTF-8."""
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -109,7 +110,7 @@ def docstrings() -> list[str]:
     stdlib = _stdlib()
     return [page for path in _sources()
             for page in module_page(".".join(path.relative_to(stdlib).with_suffix("").parts),
-                                    _read(path))]
+                                    read_source(path))]
 
 
 def reference() -> list[str]:
@@ -122,14 +123,14 @@ def reference() -> list[str]:
 
 def manual() -> list[str]:
     stdlib = _stdlib()
-    page = _read(stdlib / "idlelib" / "help.html")
+    page = read_source(stdlib / "idlelib" / "help.html")
     body = page.split('<div class="body"', 1)[-1]
     body = re.sub(r"<(script|style)\b.*?</\1>", "", body, flags=re.S)
     body = re.sub(r"</(p|h[1-6]|li|dt|dd|pre|div)>", "\n\n", body)
     text = html.unescape(re.sub(r"<[^>]+>", "", body))
     texts = chunks(re.sub(r"[ \t]+", " ", text))
     for name in MANUAL_FILES:
-        texts += chunks(_read(stdlib / name))
+        texts += chunks(read_source(stdlib / name))
     return texts
 
 
@@ -137,7 +138,7 @@ def code_comments() -> list[str]:
     texts = []
     for path in _sources():
         blocks, run = [], []
-        for line in _read(path).splitlines() + [""]:
+        for line in read_source(path).splitlines() + [""]:
             stripped = line.strip()
             if stripped.startswith("#") and not stripped.startswith("#!"):
                 run.append(stripped.lstrip("#").strip())
@@ -151,7 +152,7 @@ def code_comments() -> list[str]:
 
 
 def license_text() -> list[str]:
-    return chunks(_read(_stdlib() / "LICENSE.txt"))
+    return chunks(read_source(_stdlib() / "LICENSE.txt"))
 
 
 SOURCES = {"docstring": docstrings, "reference": reference, "manual": manual,

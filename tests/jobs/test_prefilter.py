@@ -119,6 +119,86 @@ def test_rethreshold_changes_verdicts_without_measuring_again(spark, lake_cfg, t
     assert lake.read("prefilter").orderBy("doc_id").collect() == before
 
 
+def test_source_rules_give_some_sources_their_own_thresholds(spark, lake_cfg, caplog):
+    """For each rule the first entry that matches the source and sets the rule applies; the
+    other sources keep the section's thresholds; an entry matching no source is reported."""
+    cfg, _ = lake_cfg
+    lake = Lake(spark, cfg.lake.root)
+    before = {r.doc_id: r for r in lake.read("prefilter").collect()}
+    source_rules = [
+        {"sources": ["quot?s"], "thresholds": {"gopher_quality.min_words": 5}},
+        {"sources": ["q*"], "thresholds": {"gopher_quality.min_words": 500,
+                                           "gopher_quality.max_mean_word_length": 3.5}},
+        {"sources": ["*/docs/*"], "thresholds": {"fineweb.max_dup_line_char_share": 0.2}},
+    ]
+    per_source = config_from_dict(cfg.model_dump() | {"prefilter": {
+        "rethreshold": True, "source_rules": source_rules}}, "test.yaml")
+    report = prefilter.run(spark, per_source)
+    after = {r.doc_id: r for r in lake.read("prefilter").collect()}
+    for doc_id, row in after.items():
+        if doc_id.startswith("quote"):
+            # min_words 5 from the first entry (not 500 from the second); the second entry's
+            # mean word length, which the first does not set, applies.
+            assert row.failed_rules == ["gopher_quality.max_mean_word_length"], row.failed_rules
+            assert row.mean_word_length > 3.5
+        else:
+            assert row.failed_rules == before[doc_id].failed_rules
+    lines = report.details["source rules"]
+    assert "source_rules[0] [quot?s]: gopher_quality.min_words=5; matches 1 of 3 sources" in lines
+    assert "source_rules[2] [*/docs/*]: fineweb.max_dup_line_char_share=0.2; MATCHES NONE" in lines
+    assert any("MATCHES NONE" in r.getMessage() for r in caplog.records)
+    prefilter.run(spark, cfg.model_copy(update={"prefilter": PrefilterSettings(rethreshold=True)}))
+    assert {r.doc_id: r for r in lake.read("prefilter").collect()} == before
+
+
+def test_source_rules_switch_reject_rules_and_match_sources_literally(spark):
+    """A reject rule off for every source but on for one (and the reverse); a null statistic
+    fails only where the rule applies; regex characters in a source are literal."""
+    odd = "file:/data/docs (v2)/p+1.jsonl"
+    # As a regex, the glob would match this one too: "(v2)" a group, "p+1" one or more p's.
+    rows = [(odd, True), (odd, None), ("file:/data/docs v2/pp1.jsonl", True),
+            ("crawl/a.jsonl", True), ("crawl/a.jsonl", None), (None, True)]
+    frame = spark.createDataFrame([(i, s, d) for i, (s, d) in enumerate(rows)],
+                                  "case long, source string, is_near_duplicate boolean")
+    only = {"families": ["dedup"]}
+    entry = [{"sources": [odd], "thresholds": {"dedup.reject_near_duplicates": False}}]
+    off_here = PrefilterSettings(**only, source_rules=entry)
+    entry = [{"sources": [odd], "thresholds": {"dedup.reject_near_duplicates": True}}]
+    on_here = PrefilterSettings(**only, dedup={"reject_near_duplicates": False},
+                                source_rules=entry)
+
+    def passed(settings):
+        return [r.passed for r in apply_rules(frame, settings).orderBy("case").collect()]
+
+    assert passed(off_here) == [True, True, False, False, False, False]
+    assert passed(on_here) == [False, False, True, True, True, True]
+    assert [r.name for r in active_rules(on_here)] == ["dedup.reject_near_duplicates"]
+
+
+def test_source_rules_name_rules_and_valid_thresholds():
+    def entry(thresholds, sources=("a",)):
+        return {"prefilter": {"source_rules": [{"sources": list(sources),
+                                                "thresholds": thresholds}]}}
+
+    typed = config_from_dict(entry({"gopher_quality.min_words": 20.0,
+                                    "fineweb.max_dup_line_char_share": 1})).prefilter
+    assert typed.source_rules[0].thresholds == {
+        "gopher_quality.min_words": 20, "fineweb.max_dup_line_char_share": 1.0}
+    assert type(typed.source_rules[0].thresholds["gopher_quality.min_words"]) is int
+    for thresholds, message in [
+        ({"fineweb.max_dup_line": 0.2}, r"thresholds.fineweb.max_dup_line: not a rule"),
+        ({"dup_line": 0.2}, r"thresholds.dup_line: not a rule"),
+        ({"dedup.bands": 4}, r"thresholds.dedup.bands: measures the text"),
+        ({"fineweb.max_dup_line_char_share": 1.5}, r"less than or equal to 1"),
+        ({"gopher_quality.min_words": 200_000}, r"min_words must be <= max_words"),
+        ({}, r"source_rules.0.thresholds: Dictionary should have at least 1 item"),
+    ]:
+        with pytest.raises(ConfigError, match=f"my.yaml: prefilter.*{message}"):
+            config_from_dict(entry(thresholds), "my.yaml")
+    with pytest.raises(ConfigError, match="source_rules.0.sources: List should have at least 1"):
+        config_from_dict(entry({"gopher_quality.min_words": 20}, sources=()), "my.yaml")
+
+
 def test_rules_at_their_thresholds(spark):
     """Exactly at a threshold passes, just beyond it fails; a null statistic fails."""
     settings = PrefilterSettings(families=["gopher_quality", "gopher_repetition", "fineweb",
