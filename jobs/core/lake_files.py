@@ -28,8 +28,10 @@ HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 REFUSED = "LAKE-REFUSED: "
 # The rows each task returns to the driver: one per data file it wrote.
 FILE_ROWS_SCHEMA = "path string, size long, partition_values string, stats string, modified long"
-# Rows buffered per partition before they are written as one row group: Arrow batches from Spark
-# hold ~2,000 rows, far too few for a row group that compresses and skips well.
+# Rows a task buffers, over all the partition files it has open, before the file holding most of
+# them writes its rows as one row group: Arrow batches from Spark hold ~2,000 rows, far too few
+# for a row group that compresses and skips well, and a cap per task (not per file) keeps a
+# write's memory the same however many partitions a task meets and however large it is.
 ROW_GROUP_BYTES = 32 * 1024 * 1024
 
 
@@ -107,8 +109,6 @@ class _PartitionFile:
     def add(self, rows: pa.Table) -> None:
         self.pending.append(rows)
         self.pending_bytes += rows.nbytes
-        if self.pending_bytes >= ROW_GROUP_BYTES:
-            self.flush()
 
     def flush(self) -> None:
         if self.pending:
@@ -127,10 +127,15 @@ def write_task_files(
     partition_by: list[str],
     write_id: str,
     allowed: Mapping[str, list[str]],
+    max_pending_bytes: int = ROW_GROUP_BYTES,
 ) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: write one file per partition value this task sees; yield FILE_ROWS."""
+    """mapInArrow body: write one file per partition value this task sees; yield FILE_ROWS.
+
+    At most `max_pending_bytes` of rows wait in memory, over all open files: past that, the
+    file holding most of them writes them out as a row group."""
     fs, base = pafs.FileSystem.from_uri(table_uri)
     files: dict[tuple, _PartitionFile] = {}
+    pending = 0
     try:
         for batch in batches:
             for key, rows in _split(batch, partition_by):
@@ -140,6 +145,11 @@ def write_task_files(
                     relative = f"{folder}/{file_name(write_id)}" if folder else file_name(write_id)
                     files[key] = _PartitionFile(fs, base, relative, values, rows.schema)
                 files[key].add(rows)
+                pending += rows.nbytes
+            while pending >= max_pending_bytes:
+                largest = max(files.values(), key=lambda handle: handle.pending_bytes)
+                pending -= largest.pending_bytes
+                largest.flush()
     finally:
         for handle in files.values():
             handle.close()

@@ -1,11 +1,15 @@
+import json
 import os
+import random
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
 from jobs.core.lake import ConcurrentWriteError, Lake, LakeError, sanitize_partition_value
+from jobs.core.lake_files import write_task_files
 
 
 @pytest.fixture()
@@ -145,3 +149,31 @@ def test_app_transaction_makes_a_replayed_batch_a_no_op(spark, lake):
     assert sorted(r.id for r in lake.read("t").collect()) == [1, 2]
     assert lake.transaction_version("t", "stream-1") == 1
     assert lake.commit_metadata("t") == [{"settings": {"k": 1}}]
+
+
+def test_a_write_task_buffers_at_most_its_cap_over_all_its_partitions(tmp_path):
+    """Rows of many partitions wait in memory up to one cap per task, not one per file, so a
+    task's memory does not grow with its size or its partitions: the file holding most rows
+    writes them out first. Every row lands once, in the file of its partition."""
+    rng = random.Random(0)
+    batches = [pa.record_batch({
+        "id": list(range(b * 400, (b + 1) * 400)),
+        "text": ["".join(rng.choices("abcdefgh ", k=200)) for _ in range(400)],
+        "p": [f"v{rng.randrange(6)}" for _ in range(400)],
+    }) for b in range(30)]
+    cap = 300_000
+    written = next(write_task_files(iter(batches), f"file://{tmp_path}", ["p"], "capped", {},
+                                    max_pending_bytes=cap)).to_pydict()
+    assert len(written["path"]) == 6
+    largest_batch = max(b.nbytes for b in batches)
+    ids, groups = [], 0
+    for relative, values in zip(written["path"], written["partition_values"], strict=True):
+        parquet = pq.ParquetFile(tmp_path / relative)
+        groups += parquet.num_row_groups
+        for index in range(parquet.num_row_groups):
+            group = parquet.read_row_group(index)
+            assert group.nbytes <= cap + largest_batch
+            ids += group["id"].to_pylist()
+        assert relative.startswith(f"p={json.loads(values)['p']}/")
+    assert sorted(ids) == list(range(30 * 400))
+    assert groups > 2 * len(written["path"])  # flushed while the task ran, not only at its end
