@@ -102,6 +102,15 @@ def generate(n_docs: int, folder: Path) -> list[str]:
 
 # -- measurement ----------------------------------------------------------------------------------
 
+def process_rss(pid: int) -> int:
+    """A process's resident set size in bytes (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as handle:
+            return int(handle.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def tree_rss(root: int) -> tuple[int, dict[int, int]]:
     """(sum of the resident set sizes of `root` and all its descendants in bytes, the RSS of each
     Java process among them by pid)."""
@@ -114,10 +123,9 @@ def tree_rss(root: int) -> tuple[int, dict[int, int]]:
         try:
             with open(f"/proc/{entry}/stat") as handle:
                 stat = handle.read()
-            with open(f"/proc/{entry}/statm") as handle:
-                rss[int(entry)] = int(handle.read().split()[1]) * PAGE
-        except (OSError, IndexError, ValueError):
+        except OSError:
             continue
+        rss[int(entry)] = process_rss(int(entry))
         if stat.split(" (", 1)[1].startswith("java)"):
             java.add(int(entry))
         parent = int(stat.rsplit(")", 1)[1].split()[1])
@@ -130,14 +138,6 @@ def tree_rss(root: int) -> tuple[int, dict[int, int]]:
             jvms[pid] = rss.get(pid, 0)
         pending.extend(children.get(pid, []))
     return total, jvms
-
-
-def process_rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm") as handle:
-            return int(handle.read().split()[1]) * PAGE
-    except (OSError, IndexError, ValueError):
-        return 0
 
 
 def heap_committed(pid: int) -> int | None:
@@ -187,10 +187,11 @@ def run_chain(paths: list[str], lake: Path, chain: list[str]) -> dict[str, dict]
             peak = peaks.get(name, {"rss": 0, "jvm_rss": 0, "heap": 0, "driver": 0})
             results[name] = {"seconds": float(seconds), "peak_rss": peak["rss"]}
             current[0] = None
+            # jstat runs every 5 s at most: a shorter job may have no heap sample.
+            heap = f"{peak['heap'] / 2**30:.2f} GiB" if peak["heap"] else "not sampled"
             print(f"  {name:10s} {float(seconds):8.1f} s   peak RSS {peak['rss'] / 2**30:.2f} GiB"
-                  f" (JVM {peak['jvm_rss'] / 2**30:.2f} GiB, its heap committed "
-                  f"{peak['heap'] / 2**30:.2f} GiB; driver Python {peak['driver'] / 2**30:.2f} "
-                  "GiB)", flush=True)
+                  f" (JVM {peak['jvm_rss'] / 2**30:.2f} GiB, its heap committed {heap}; "
+                  f"driver Python {peak['driver'] / 2**30:.2f} GiB)", flush=True)
         else:
             print("   ", line.rstrip(), flush=True)
     if child.wait() != 0:

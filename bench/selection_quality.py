@@ -8,8 +8,8 @@ set; the kind of every document stays in the bench. It then runs the real jobs o
 conf/select.yaml, from inside the work directory (tables under ./lake), reruns `bucketize`
 ranked by `zstd_ratio` for the zstd figure, and joins the labels to what each ranking selected.
 It prints each rule's filter rate per kind, the clean loss and junk recall with each rule
-switched off (what a rule costs and buys on this corpus), the composition of every selection, samples of
-selected and rejected documents (`samples.txt` in the work directory), then `bench/prefilter.py
+switched off (what a rule costs and buys on this corpus), the composition of every selection,
+samples of selected and rejected documents (`samples.txt` in the work directory), then `bench/prefilter.py
 --quick`'s speed lines (unless --skip-speed) and, last, the BENCH lines:
 
     selected_junk_share_preselect <= 0.02   mimic_keep_junk_share <= 0.05
@@ -90,9 +90,13 @@ def run_chain(cfg, spark, steps: list[str]) -> dict[str, float]:
     return seconds
 
 
-def rule_rates(lake, labels: pd.DataFrame) -> None:
+def labelled_verdicts(lake, labels: pd.DataFrame) -> pd.DataFrame:
+    """Every document's failed_rules with its label (kind, junk, n_chars)."""
     verdicts = lake.read("prefilter").select("doc_id", "failed_rules").toPandas()
-    joined = verdicts.merge(labels, on="doc_id")
+    return verdicts.merge(labels, on="doc_id")
+
+
+def rule_rates(joined: pd.DataFrame) -> None:
     kinds = sorted(joined["kind"].unique())
     print("filter rate of each rule (share of documents failing it), overall and per kind:")
     print("rule".ljust(44) + "all".rjust(7) + "".join(k[:9].rjust(10) for k in kinds))
@@ -107,12 +111,10 @@ def rule_rates(lake, labels: pd.DataFrame) -> None:
           + "".join(f"{passed[joined['kind'] == k].mean():10.3f}" for k in kinds))
 
 
-def rule_costs(lake, labels: pd.DataFrame) -> None:
+def rule_costs(joined: pd.DataFrame) -> None:
     """What each rule costs and buys: clean loss and junk recall (of characters) with that rule
     switched off and every other rule on, from the stored `failed_rules` (nothing re-measured).
     A rule whose removal lowers the loss but keeps the recall is one to review for this corpus."""
-    verdicts = lake.read("prefilter").select("doc_id", "failed_rules").toPandas()
-    joined = verdicts.merge(labels, on="doc_id")
     rules = joined["failed_rules"].map(set)
     clean, junk = ~joined["junk"], joined["junk"]
     chars = joined["n_chars"]
@@ -196,8 +198,9 @@ def main() -> None:
     selections["zstd"] = chain_selections(lake)["bucketize"]
     print(f"\nwork directory {work}; {len(labels):,} documents, {labels['n_chars'].sum():,} chars; "
           f"chain {total:.0f} s: " + ", ".join(f"{s} {t:.0f}" for s, t in seconds.items()))
-    rule_rates(lake, labels)
-    rule_costs(lake, labels)
+    verdicts = labelled_verdicts(lake, labels)
+    rule_rates(verdicts)
+    rule_costs(verdicts)
     strength_by_kind(lake, labels)
     passed = composition(selections["prefilter"], labels)
     failed = labels[~labels["doc_id"].isin(selections["prefilter"]["doc_id"])]
