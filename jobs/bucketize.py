@@ -20,7 +20,13 @@ from pyspark.sql import functions as F
 
 from jobs.core.base import QUARANTINE_TABLE, JobReport, lake_for, log, write_quarantine
 from jobs.core.config import BucketizeSettings, Config, ConfigError
-from jobs.core.incremental import appended_only, collected_ids, plan_output, restricted_to, rows_of
+from jobs.core.incremental import (
+    appended_only,
+    collected_ids,
+    lookup,
+    plan_output,
+    restricted_to,
+)
 from jobs.core.lake import Lake
 from jobs.ingest import DOCUMENTS_TABLE
 from jobs.prefilter import (
@@ -130,6 +136,9 @@ def store_calibration(lake: Lake, calibration: dict, source_version: int) -> int
 def stored_calibration(lake: Lake) -> dict | None:
     if not lake.exists(THRESHOLDS_TABLE):
         return None
+    if lake.backend == "delta-rs":  # one row, read without a Spark job
+        rows = lake.table(THRESHOLDS_TABLE).to_pyarrow_table().to_pylist()
+        return rows[0] if rows else None
     row = lake.read(THRESHOLDS_TABLE).first()
     return row.asDict() if row is not None else None
 
@@ -151,13 +160,15 @@ def recalibration_reason(lake: Lake, settings: BucketizeSettings, stored: dict |
 
 
 def scored_documents(
-    lake: Lake, cfg: Config, docs: DataFrame, few: bool = False
+    lake: Lake, cfg: Config, docs: DataFrame, since: int | None = None
 ) -> tuple[DataFrame, DataFrame, int | None]:
     """(documents with a usable score, documents whose score is missing, how many are missing
     when it is known without another pass).
 
-    few: `docs` are a day's new documents; their scores are looked up by id (collected, no
-    shuffle) and joined back as a broadcast table while they fit spark.incremental_broadcast_mb.
+    since: `docs` are a day's new documents, most likely scored by the commits of the score
+    table after this version; their scores are looked up by id (collected, no shuffle; among
+    those commits' rows first) and joined back as a broadcast table while they fit
+    spark.incremental_broadcast_mb.
     """
     settings = cfg.bucketize
     scores = lake.read(settings.source_table)
@@ -168,9 +179,10 @@ def scored_documents(
         )
     score_cols = [c for c in scores.columns if c not in docs.columns or c == "doc_id"]
     floating = dict(scores.dtypes)[settings.score_column] in ("double", "float")
-    ids = collected_ids(docs, cfg.spark.incremental_broadcast_mb) if few else None
+    ids = collected_ids(docs, cfg.spark.incremental_broadcast_mb) if since is not None else None
     if ids is not None:
-        found = rows_of(lake.spark, ids, scores, tuple(c for c in score_cols if c != "doc_id"))
+        found = lookup(lake, settings.source_table, ids, since,
+                       tuple(c for c in score_cols if c != "doc_id"))
         score = found[settings.score_column]
         usable = pc.is_valid(score)
         if floating:
@@ -186,6 +198,21 @@ def scored_documents(
     if floating:
         missing = missing | F.isnan(settings.score_column)
     return joined.filter(~missing), joined.filter(missing), None
+
+
+def bucket_sizes(lake: Lake, with_chars: bool) -> dict[str, str]:
+    """Documents per bucket of `curated`, from the Delta log; characters too `with_chars` (a
+    scan: a full run's report has them, a daily append's reads none)."""
+    docs = None if with_chars else lake.partition_counts(CURATED_TABLE, column="quality_bucket")
+    if docs is not None:
+        return {bucket: f"{docs[bucket]:,} docs" for bucket in sorted(docs)}
+    per_bucket = (
+        lake.read(CURATED_TABLE).groupBy("quality_bucket")
+        .agg(F.count("*").alias("docs"), F.sum("n_chars").alias("chars"))
+        .orderBy("quality_bucket").toPandas()
+    )
+    return {r.quality_bucket: f"{int(r.docs):,} docs, {int(r.chars):,} chars"
+            for r in per_bucket.itertuples()}
 
 
 def run(spark: SparkSession, cfg: Config) -> JobReport:
@@ -209,7 +236,8 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
         inputs, JOB,
     )
     docs = passed_documents_to_compute(lake, cfg, plan)
-    scored, missing, n_missing = scored_documents(lake, cfg, docs, few=plan.append)
+    scored, missing, n_missing = scored_documents(
+        lake, cfg, docs, plan.since.get(settings.source_table, -1) if plan.append else None)
     written = lake.write(
         place(scored, calibration), CURATED_TABLE, partition_by=["quality_bucket"],
         mode=plan.mode, read_version=plan.read_version, unique_key=["doc_id"],
@@ -221,21 +249,16 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     )
     if plan.append and lake.exists(QUARANTINE_TABLE):
         # An append reads only new documents; those left unplaced before stay quarantined.
-        earlier = lake.read(QUARANTINE_TABLE, {"job": [JOB]})
         if n_missing == 0:  # nothing new to add: the partition stays as it is
-            quarantined = earlier.count()
+            quarantined = lake.count(QUARANTINE_TABLE, {"job": [JOB]})
         else:
+            earlier = lake.read(QUARANTINE_TABLE, {"job": [JOB]})
             unplaced = unplaced.unionByName(earlier.select(*unplaced.columns))
             quarantined = write_quarantine(lake, unplaced.dropDuplicates(["raw"]), JOB)
     elif plan.append and n_missing == 0:
         quarantined = 0
     else:
         quarantined = write_quarantine(lake, unplaced, JOB)
-    per_bucket = (
-        lake.read(CURATED_TABLE).groupBy("quality_bucket")
-        .agg(F.count("*").alias("docs"), F.sum("n_chars").alias("chars"))
-        .orderBy("quality_bucket").toPandas()
-    )
     info = {
         "thresholds": [round(t, 6) for t in calibration["thresholds"]],
         "selected_threshold": round(calibration["selected_threshold"], 6),
@@ -243,10 +266,7 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
         "calibration": f"recalibrated ({reason})" if reason else
         f"stored thresholds ({THRESHOLDS_TABLE} version {thresholds_version})",
         "run": f"{plan.reason}; {written.rows:,} documents placed now",
-        "buckets": {
-            r.quality_bucket: f"{int(r.docs):,} docs, {int(r.chars):,} chars"
-            for r in per_bucket.itertuples()
-        },
+        "buckets": bucket_sizes(lake, with_chars=not plan.append),
     }
     return JobReport(
         JOB, lake.count(DOCUMENTS_TABLE), lake.count(CURATED_TABLE), quarantined,

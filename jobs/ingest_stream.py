@@ -43,7 +43,6 @@ from jobs.ingest import (
     line_numbers,
     mark_duplicates,
     parse_records,
-    quarantine_reasons,
     quarantined_of,
 )
 
@@ -158,6 +157,7 @@ class BatchIngest:
     source: str
     broadcast_mb: int = 64  # spark.incremental_broadcast_mb
     counts: dict = field(default_factory=lambda: {"in": 0, "out": 0, "quarantined": 0})
+    reasons: dict = field(default_factory=dict)  # this run's quarantined rows per reason code
     batches: list = field(default_factory=list)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
@@ -178,21 +178,36 @@ class BatchIngest:
 
         lines: the batch's JSONL lines, numbered only when a record is quarantined."""
         flagged = flag_records(records, self.settings)
-        # The narrow keys are parsed once for the counts and both duplicate checks (on local
-        # disk: a first batch may be the whole corpus); the writes parse the batch again.
-        keys = flagged.select("doc_id", "file", "block", "seq", "reason").persist(
-            StorageLevel.DISK_ONLY)
+        if lines is not None:
+            # JSONL: the parsed batch is kept on local disk (never in memory) for the counts,
+            # both duplicate checks and both writes, so each line is parsed once. A usable
+            # record's raw line is left out of it: a later copy's is parsed again from its line.
+            flagged = flagged.withColumn(
+                "raw", F.when(F.col("reason").isNotNull(), F.col("raw"))
+            ).persist(StorageLevel.DISK_ONLY)
+            keys = flagged.select("doc_id", "file", "block", "seq", "reason")
+            kept = flagged
+        else:
+            # Columnar rows: only the narrow keys are kept; the writes read the batch again.
+            keys = flagged.select("doc_id", "file", "block", "seq", "reason").persist(
+                StorageLevel.DISK_ONLY)
+            kept = keys
         copies = later_copies(self.lake, keys, self.broadcast_mb).persist(
             StorageLevel.MEMORY_AND_DISK)
         try:
-            rows_in = keys.count()
-            rejects = keys.filter(F.col("reason").isNotNull()).count() + copies.count()
+            totals = keys.agg(F.count("*").alias("rows"), F.count("reason").alias("flagged"))
+            rows_in, n_flagged = totals.first()
+            n_copies = copies.count()
             marked = mark_duplicates(flagged, copies)
             # Quarantine first: a crash between the two commits replays the batch against the
             # same `documents`, so it finds the same duplicates again.
             quarantined = 0
-            if rejects:  # a clean batch costs no pass to find its (no) rejects
-                line_offsets = None if lines is None else line_numbers(self.spark, lines)[1]
+            if n_flagged or n_copies:  # a clean batch costs no pass to find its (no) rejects
+                self.count_reasons(keys, n_copies)
+                line_offsets = None
+                if lines is not None:
+                    line_offsets = line_numbers(self.spark, lines)[1]
+                    marked = with_copied_lines(marked, lines, copies, self.settings)
                 rejected = quarantined_of(marked, line_offsets)
                 if committed(self.lake, QUARANTINE_TABLE, app):
                     quarantined = rejected.count()  # committed before a crash: only count them
@@ -204,13 +219,33 @@ class BatchIngest:
             )
         finally:
             copies.unpersist()
-            keys.unpersist()
+            kept.unpersist()
         self.counts["in"] += rows_in
         self.counts["out"] += written.rows
         self.counts["quarantined"] += quarantined
         self.batches.append(f"{app[1]}")
         log.info("ingest: batch %s: %d records, %d documents, %d quarantined",
                  app[1], rows_in, written.rows, quarantined)
+
+    def count_reasons(self, keys: DataFrame, n_copies: int) -> None:
+        """Add the batch's quarantined rows per reason code to this run's counts."""
+        codes = keys.where(F.col("reason").isNotNull()).groupBy(
+            F.split("reason", ":")[0].alias("code")).count().collect()
+        for row in codes:
+            self.reasons[row["code"]] = self.reasons.get(row["code"], 0) + row["count"]
+        if n_copies:
+            self.reasons["duplicate_id"] = self.reasons.get("duplicate_id", 0) + n_copies
+
+
+def with_copied_lines(
+    marked: DataFrame, lines: DataFrame, copies: DataFrame, settings: IngestSettings
+) -> DataFrame:
+    """`marked` (parsed rows kept without the raw line of usable records) with the raw line of
+    each later copy of an id, parsed again from the copies' lines alone."""
+    copied = parse_records(lines.join(copies, "seq", "left_semi"), settings).select(
+        "seq", F.col("raw").alias("copied_raw"))
+    return marked.join(copied, "seq", "left").withColumn(
+        "raw", F.coalesce(F.col("raw"), F.col("copied_raw"))).drop("copied_raw")
 
 
 def delta_app_id(path: str) -> str:
@@ -259,6 +294,5 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
         details={"mode": "incremental", "batches": batches,
                  "tracking": "input table versions (app transactions in documents)" if by_version
                  else f"stream checkpoint {checkpoint}",
-                 "quarantine_reasons": quarantine_reasons(lake) if lake.exists(QUARANTINE_TABLE)
-                 else {}},
+                 "quarantine_reasons (this run)": dict(sorted(ingest_batch.reasons.items()))},
     ).check_invariant()

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from jobs.core.base import JobReport, lake_for, log
 from jobs.core.config import Config, ConfigError, PrefilterSettings
-from jobs.core.incremental import OutputPlan, new_rows, plan_output, stored_metadata
+from jobs.core.incremental import OutputPlan, Passed, new_rows, plan_output, stored_metadata
 from jobs.core.lake import Lake
 from jobs.ingest import DOCUMENTS_TABLE
 from jobs.prefilter_dedup import (
@@ -26,6 +26,7 @@ from jobs.prefilter_dedup import (
     DUPLICATE_OF_COLUMN,
     FLAG_COLUMN,
     near_duplicates,
+    near_duplicates_of_few,
     with_near_duplicates,
 )
 from jobs.prefilter_rules import RULE_NAMES, active_rules, apply_rules, source_rules_lines
@@ -90,7 +91,13 @@ def judged_statistics(
         stored = lake.read(PREFILTER_TABLE).select("doc_id", BANDS_COLUMN)
         new_docs = lake.count(DOCUMENTS_TABLE) - lake.count(PREFILTER_TABLE)  # Delta statistics
         small = 16 * new_docs * cfg.prefilter.dedup.bands <= cfg.spark.incremental_broadcast_mb << 20
-    duplicates = near_duplicates(measured.select("doc_id", BANDS_COLUMN), stored, small)
+    if small:  # a day's batch: its band keys are collected, the stored ones searched for them
+        found = near_duplicates_of_few(measured.select("doc_id", BANDS_COLUMN).toArrow(), stored)
+        spark = lake.spark
+        duplicates = F.broadcast(spark.createDataFrame(found) if found.num_rows else
+                                 spark.createDataFrame([], "doc_id string, near_duplicate_of string"))
+    else:
+        duplicates = near_duplicates(measured.select("doc_id", BANDS_COLUMN), stored)
     return with_near_duplicates(measured, duplicates), measured
 
 
@@ -190,10 +197,9 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
     if settings.rethreshold:
         statistics, rows_in = stored_statistics(lake, cfg), lake.count(PREFILTER_TABLE)
     else:
-        docs, rows_in = lake.read(DOCUMENTS_TABLE), lake.count(DOCUMENTS_TABLE)
-        if plan.append:
-            docs = new_rows(lake, plan, DOCUMENTS_TABLE, lake.read(PREFILTER_TABLE),
-                            cfg.spark.incremental_broadcast_mb)
+        rows_in = lake.count(DOCUMENTS_TABLE)
+        docs = (new_rows(lake, plan, DOCUMENTS_TABLE, cfg.spark.incremental_broadcast_mb)
+                if plan.append else lake.read(DOCUMENTS_TABLE, version=plan.inputs[DOCUMENTS_TABLE]))
         statistics, kept = judged_statistics(lake, docs, cfg, plan.append)
     try:
         written = lake.write(
@@ -226,6 +232,12 @@ def run(spark: SparkSession, cfg: Config) -> JobReport:
 # -- what later jobs start from ---------------------------------------------------------------
 
 def _checked_verdicts(lake: Lake, cfg: Config) -> DataFrame:
+    _check_verdicts(lake, cfg)
+    return lake.read(PREFILTER_TABLE)
+
+
+def _check_verdicts(lake: Lake, cfg: Config) -> None:
+    """The pre-filter has judged every document, or a clear error."""
     if not lake.exists(PREFILTER_TABLE):
         raise ConfigError(
             f"{cfg.source}: prefilter.enabled: there is no `prefilter` table at "
@@ -238,16 +250,22 @@ def _checked_verdicts(lake: Lake, cfg: Config) -> DataFrame:
             f"{cfg.source}: prefilter.enabled: the `prefilter` table judges {judged:,} documents "
             f"but `documents` holds {documents:,}; rerun `siftlake prefilter` after ingest"
         )
-    return lake.read(PREFILTER_TABLE)
 
 
-def passed_documents(lake: Lake, cfg: Config, docs: DataFrame | None = None) -> DataFrame:
+def passed_documents(
+    lake: Lake, cfg: Config, docs: DataFrame | None = None, versions: dict | None = None
+) -> DataFrame:
     """`documents` (or `docs`, some of them) restricted to those that passed the pre-filter
-    (all when it is disabled)."""
-    docs = lake.read(DOCUMENTS_TABLE) if docs is None else docs
+    (all when it is disabled); `versions`: the versions of the tables to read (default the
+    current ones)."""
+    versions = versions or {}
+    docs = lake.read(DOCUMENTS_TABLE, version=versions.get(DOCUMENTS_TABLE)) if docs is None \
+        else docs
     if not cfg.prefilter.enabled:
         return docs
-    passed = _checked_verdicts(lake, cfg).where(F.col("passed")).select("doc_id")
+    _check_verdicts(lake, cfg)
+    passed = lake.read(PREFILTER_TABLE, version=versions.get(PREFILTER_TABLE)) \
+        .where(F.col("passed")).select("doc_id")
     # A semi join against a narrow side (doc_id only, read from Parquet columns doc_id and
     # passed): Spark sizes it as the table's bytes scaled to those two columns, so up to a few
     # million documents it falls under spark.sql.autoBroadcastJoinThreshold and is broadcast:
@@ -261,14 +279,16 @@ def passed_documents(lake: Lake, cfg: Config, docs: DataFrame | None = None) -> 
 def passed_documents_to_compute(lake: Lake, cfg: Config, plan: OutputPlan) -> DataFrame:
     """The passed documents a job computes now: in an append, only those without a row in its
     output table yet (a day's documents are checked against the verdicts by their ids alone,
-    so neither the verdicts nor the documents are shuffled); otherwise all of them."""
+    so neither the verdicts nor the documents are shuffled); otherwise all of them. Either way
+    as of the input versions the plan records, so the results cover exactly those."""
     if not plan.append:
-        return passed_documents(lake, cfg)
+        return passed_documents(lake, cfg, versions=plan.inputs)
     within = None
     if cfg.prefilter.enabled:
-        within = _checked_verdicts(lake, cfg).where(F.col("passed")).select("doc_id")
-    return new_rows(lake, plan, DOCUMENTS_TABLE, lake.read(plan.table),
-                    cfg.spark.incremental_broadcast_mb, within=within)
+        _check_verdicts(lake, cfg)
+        within = Passed(lake, PREFILTER_TABLE, "passed", plan.since.get(PREFILTER_TABLE, -1))
+    return new_rows(lake, plan, DOCUMENTS_TABLE, cfg.spark.incremental_broadcast_mb,
+                    within=within)
 
 
 def left_out_label(cfg: Config, sampled: bool) -> str:

@@ -29,6 +29,7 @@ from typing import Literal
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Schema, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError
@@ -36,6 +37,7 @@ from deltalake.transaction import AddAction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql.types import StringType, StructField, StructType
 
 from jobs.core.errors import UserError
 from jobs.core.lake_files import (
@@ -156,18 +158,24 @@ class Lake:
             raise TableNotFound(name, self.path(name)) from exc
 
     # -- reads -----------------------------------------------------------------------------
-    def read(self, name: str, partitions: Mapping[str, Iterable[str]] | None = None) -> DataFrame:
-        """The table's current version; `partitions` prunes by partition values before reading."""
-        return self.read_path(self.path(name), partitions, label=name)
+    def read(
+        self, name: str, partitions: Mapping[str, Iterable[str]] | None = None,
+        version: int | None = None,
+    ) -> DataFrame:
+        """The table's current version (or `version`); `partitions` prunes by partition values
+        before reading."""
+        return self.read_path(self.path(name), partitions, label=name, version=version)
 
     def read_path(
         self, path: str, partitions: Mapping[str, Iterable[str]] | None = None,
-        label: str | None = None, added_after: int | None = None,
+        label: str | None = None, added_after: int | None = None, added_upto: int | None = None,
+        version: int | None = None,
     ) -> DataFrame:
         """Any Delta table by location (also input tables outside the lake root).
 
-        added_after: only the rows that commits after this version added (incremental readers;
-        delta-rs only, natively a Delta stream source does it). Partitions are not pruned then.
+        added_after: only the rows that commits after this version (up to `added_upto`, default
+        the current one) added (incremental readers; delta-rs only, natively a Delta stream
+        source does it). Partitions are not pruned then.
         """
         label = label or path
         local = _local_path(path)
@@ -176,12 +184,15 @@ class Lake:
         if self.backend == "native":
             if added_after is not None:
                 raise LakeError(f"{label}: read new rows natively with a Delta stream source")
-            df = self.spark.read.format("delta").load(self._spark_uri(path))
+            reader = self.spark.read.format("delta")
+            if version is not None:
+                reader = reader.option("versionAsOf", version)
+            df = reader.load(self._spark_uri(path))
             for col, _, values in filters:
                 df = df.filter(F.col(col).isin(values))
             return df
         try:
-            table = DeltaTable(path)
+            table = DeltaTable(path, version=version)
         except Exception as exc:
             raise TableNotFound(label, path) from exc
         arrow_schema = pa.schema(table.schema().to_arrow())
@@ -190,13 +201,19 @@ class Lake:
         files = table.file_uris(partition_filters=filters or None)
         if added_after is not None:
             commits = commits_between(*pafs.FileSystem.from_uri(self._spark_uri(path)),
-                                      added_after, table.version())
+                                      added_after, table.version() if added_upto is None
+                                      else added_upto)
             files = [f"{path}/{relative}" for commit in commits for relative, _ in commit.added]
         if not files:
             return self.spark.createDataFrame([], spark_schema)
-        df = self.spark.read.option("basePath", self._spark_uri(path)).parquet(
-            *[self._spark_uri(f) for f in files]
-        )
+        # The schema comes from the Delta log: Spark then reads no Parquet footer to infer it
+        # (a job per read). Partition values come from folder names, as strings.
+        read_schema = StructType([
+            StructField(field.name, StringType()) if field.name in partition_cols else field
+            for field in spark_schema.fields
+        ])
+        df = self.spark.read.schema(read_schema).option("basePath", self._spark_uri(path)) \
+            .parquet(*[self._spark_uri(f) for f in files])
         # Partition columns come back as strings from folder names; restore the table's types.
         columns = [
             F.col(field.name).cast(field.dataType) if field.name in partition_cols else F.col(field.name)
@@ -204,11 +221,35 @@ class Lake:
         ]
         return df.select(*columns)
 
-    def count(self, name: str) -> int:
-        if self.backend == "delta-rs":
-            actions = pa.table(self.table(name).get_add_actions(flatten=True))
-            return int(pa.compute.sum(actions.column("num_records")).as_py() or 0)
-        return self.read(name).count()
+    def count(self, name: str, partitions: Mapping[str, Iterable[str]] | None = None) -> int:
+        """Rows of the table (of `partitions`): from the file statistics in the Delta log,
+        with no scan, where every file has them."""
+        counts = self.partition_counts(name, partitions)
+        if counts is not None:
+            return sum(counts.values())
+        return self.read(name, partitions).count()
+
+    def partition_counts(
+        self, name: str, partitions: Mapping[str, Iterable[str]] | None = None,
+        column: str | None = None,
+    ) -> dict[str | None, int] | None:
+        """Rows per value of partition `column` (all under None without one), of `partitions`,
+        from the file statistics in the Delta log; None where a file has none, and natively
+        (a native table may carry deletion vectors, which the statistics do not count)."""
+        if self.backend != "delta-rs":
+            return None
+        actions = pa.table(self.table(name).get_add_actions(flatten=True))
+        for key, values in (partitions or {}).items():
+            wanted = pa.array([str(v) for v in values], pa.string())
+            actions = actions.filter(pc.is_in(actions[f"partition.{key}"].cast(pa.string()), wanted))
+        records = actions.column("num_records")
+        if records.null_count:
+            return None
+        if column is None:
+            return {None: int(pc.sum(records).as_py() or 0)}
+        groups = pa.table({"value": actions[f"partition.{column}"].cast(pa.string()),
+                           "rows": records}).group_by("value").aggregate([("rows", "sum")])
+        return dict(zip(groups["value"].to_pylist(), groups["rows_sum"].to_pylist(), strict=True))
 
     def history(self, name: str) -> list[dict]:
         return self.table(name).history()
@@ -223,16 +264,18 @@ class Lake:
         except Exception:
             return -1
 
-    def commit_metadata(self, name: str) -> list[dict]:
-        """The `metadata` of the table's writes, newest first (maintenance commits carry none)."""
+    def commit_metadata(self, name: str, with_versions: bool = False) -> list:
+        """The `metadata` of the table's writes, newest first (maintenance commits carry none);
+        with_versions: (version, metadata) pairs."""
         found = []
         for commit in self.history(name):
             raw = commit.get("userMetadata")
             if raw:
                 try:
-                    found.append(json.loads(raw))
+                    metadata = json.loads(raw)
                 except ValueError:
                     continue  # another tool's free-text note
+                found.append((commit["version"], metadata) if with_versions else metadata)
         return found
 
     def transaction_version(self, name: str, app_id: str) -> int | None:

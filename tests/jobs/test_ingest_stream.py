@@ -59,6 +59,8 @@ def test_only_new_rows_of_delta_and_parquet_inputs_are_ingested(spark, tmp_path)
         third = ingest.run(spark, cfg)
         assert (first.rows_in, second.rows_in, third.rows_in) == (3, 2 + copies, 0), fmt
         assert (second.rows_out, second.rows_quarantined) == (2, copies), fmt
+        assert second.details["quarantine_reasons (this run)"] == {"duplicate_id": copies}, fmt
+        assert third.details["quarantine_reasons (this run)"] == {}, fmt
         assert ingested(spark, cfg) == ([f"i{i}" for i in range(5)], ["duplicate_id"] * copies)
 
 

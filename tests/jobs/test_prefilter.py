@@ -346,24 +346,50 @@ def test_near_duplicates_are_filtered_the_first_copy_stays_also_across_runs(spar
     assert report.details["rule dedup.reject_near_duplicates"].startswith("fails 33.3% (2)")
 
     # The next day: a copy of a stored document (with an id before it) and a new page.
-    fresh = prose(rng, 14)
+    fresh, twice = prose(rng, 14), prose(rng, 14)
     (tmp_path / "in" / "day2.jsonl").write_text(
         json.dumps({"id": "a", "text": mirror(originals[2], rng)}) + "\n"
-        + json.dumps({"id": "b", "text": fresh}) + "\n")
+        + json.dumps({"id": "b", "text": fresh}) + "\n"
+        + json.dumps({"id": "c1", "text": twice}) + "\n"  # two copies within the day
+        + json.dumps({"id": "c0", "text": mirror(twice, rng)}) + "\n")
     version = lake.version("prefilter")
     ingest.run(spark, cfg)
     prefilter.run(spark, cfg)
     later = {r.doc_id: r for r in lake.read("prefilter").collect()}
     assert later["a"].near_duplicate_of == "a2" and not later["a"].passed
     assert later["b"].passed and later["b"].near_duplicate_of is None
+    assert later["c0"].passed and later["c1"].near_duplicate_of == "c0"
     assert {d: later[d].passed for d in rows} == {d: r.passed for d, r in rows.items()}
     assert lake.version("prefilter") == version + 1  # one append
 
     # The switch re-thresholds from the stored columns; the measuring settings need a new run.
     off = cfg.model_copy(update={"prefilter": PrefilterSettings(
         rethreshold=True, dedup={"reject_near_duplicates": False})})
-    assert prefilter.run(spark, off).rows_out == 8  # the 3 copies pass without the switch
+    assert prefilter.run(spark, off).rows_out == 10  # the 4 copies pass without the switch
     changed = cfg.model_copy(update={"prefilter": PrefilterSettings(
         rethreshold=True, dedup={"bands": 20})})
     with pytest.raises(ConfigError, match="MinHash bands were measured with .*'bands': 14"):
         prefilter.run(spark, changed)
+
+
+def test_a_days_near_duplicates_on_the_driver_equal_the_shuffled_ones(spark):
+    """`near_duplicates_of_few` (a day's batch: keys collected, stored lists searched by an
+    Arrow kernel, resolved on the driver) finds what the shuffled join finds, on band keys
+    drawn from a small range so that many documents share some."""
+    from jobs.prefilter_dedup import near_duplicates, near_duplicates_of_few
+
+    rng = random.Random(5)
+
+    def docs(prefix, count):
+        return [(f"{prefix}{rng.randrange(1000):03d}-{i}",
+                 None if rng.random() < 0.1 else [rng.randrange(120) for _ in range(4)])
+                for i in range(count)]
+
+    schema = "doc_id string, minhash_bands array<bigint>"
+    stored = spark.createDataFrame(docs("s", 60), schema).repartition(3)
+    for new_rows in (docs("n", 40), docs("a", 25), [("z-1", None)]):
+        new = spark.createDataFrame(new_rows, schema)
+        shuffled = sorted(tuple(r) for r in near_duplicates(new, stored).collect())
+        few = near_duplicates_of_few(new.toArrow(), stored)
+        assert sorted(zip(*few.to_pydict().values(), strict=True)) == shuffled
+        assert new_rows[0][0] == "z-1" or shuffled  # the drawn batches do share bands
