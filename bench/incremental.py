@@ -10,8 +10,9 @@ JSONL files, built by the incremental chain (ingest → prefilter → score → 
   full         the full chain over all 1.1 N documents into a fresh lake.
 Each chain runs as `siftlake pipeline` in its own process (the CLI a scheduler would call);
 peak memory is the largest sum of resident memory over that process and all its children (the
-Spark driver JVM and the Python workers), sampled every 0.2 s. The 1x run builds the lake of
-N/4 documents (one file) the same way as the N-document build. Prints, last:
+Spark driver JVM and the Python workers), sampled every 0.2 s; its seconds per step come from
+its log. The 1x run builds the lake of N/4 documents (one file) the same way as the N-document
+build. Prints, last:
     BENCH incremental_vs_full <incremental seconds ÷ full seconds> goal<=0.2
     BENCH peak_rss_4x_vs_1x <peak of the N build ÷ peak of the N/4 build> goal<=1.2
 """
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +94,7 @@ def run_chain(name: str, lake: Path, paths: str, overrides: list[str]) -> tuple[
         *[arg for o in overrides for arg in ("--set", o)],
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.time()
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -115,7 +118,22 @@ def run_chain(name: str, lake: Path, paths: str, overrides: list[str]) -> tuple[
     summary = [line for line in output.splitlines() if line.startswith("[pipeline]")]
     print(f"{name:<12} {seconds:8.1f} s  peak {peak[0] / 2**30:5.2f} GiB  {summary[-1:]}",
           flush=True)
+    print(f"{'':<12} {step_seconds(output, started, seconds)}", flush=True)
     return seconds, peak[0]
+
+
+def step_seconds(output: str, started: float, seconds: float) -> str:
+    """Seconds per step, from the log's `pipeline: running <step>` lines: `start` is Python and
+    Spark up to the first step; each step runs until the next one starts (the last, until the
+    process ends)."""
+    marks = [(datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp(), line.split()[-1])
+             for line in output.splitlines() if "siftlake pipeline: running " in line]
+    if not marks:
+        return "steps: not logged"
+    times = [started] + [t for t, _ in marks] + [started + seconds]
+    names = ["start"] + [step for _, step in marks]
+    return "steps: " + ", ".join(f"{step} {b - a:.1f} s" for step, a, b
+                                 in zip(names, times, times[1:], strict=False))
 
 
 def main() -> None:
