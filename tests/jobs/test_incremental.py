@@ -149,7 +149,6 @@ def test_plan_appends_only_while_settings_hold_and_inputs_only_grew(tmp_path):
     """The decision alone, on delta-rs tables (no Spark)."""
     import json
 
-    import pyarrow as pa
     from deltalake import CommitProperties, write_deltalake
 
     from jobs.core.incremental import plan_output
@@ -188,7 +187,6 @@ def test_an_output_is_covered_only_while_its_writes_read_no_later_inputs_than_th
     read their inputs as of the versions they recorded and the newest recorded the latest."""
     import json
 
-    import pyarrow as pa
     from deltalake import CommitProperties, write_deltalake
 
     from jobs.core.incremental import plan_output

@@ -392,4 +392,4 @@ def test_a_days_near_duplicates_on_the_driver_equal_the_shuffled_ones(spark):
         shuffled = sorted(tuple(r) for r in near_duplicates(new, stored).collect())
         few = near_duplicates_of_few(new.toArrow(), stored)
         assert sorted(zip(*few.to_pydict().values(), strict=True)) == shuffled
-        assert new_rows[0][0] == "z-1" or shuffled  # the drawn batches do share bands
+        assert shuffled or all(bands is None for _, bands in new_rows)  # drawn to share some
