@@ -89,15 +89,18 @@ def stored_metadata(lake: Lake, table: str, scope: str | None = None) -> dict | 
     return found[1] if found else None
 
 
-def stored_commit(lake: Lake, table: str, scope: str | None = None) -> tuple[int, dict] | None:
-    """(version, metadata) of the newest write of `table` (of `scope`) that recorded settings."""
-    for version, metadata in lake.commit_metadata(table, with_versions=True):
+def stored_commit(
+    lake: Lake, table: str, scope: str | None = None, history: list | None = None
+) -> tuple[int, dict] | None:
+    """(version, metadata) of the newest write of `table` (of `scope`) that recorded settings;
+    history: the table's `commit_metadata(with_versions=True)`, when already read."""
+    for version, metadata in history or lake.commit_metadata(table, with_versions=True):
         if "settings" in metadata and metadata.get("scope") == scope:
             return version, metadata
     return None
 
 
-def covered(lake: Lake, table: str, version: int, metadata: dict) -> bool:
+def covered(lake: Lake, table: str, history: list, version: int, metadata: dict) -> bool:
     """True when `table` holds results only for input rows up to the versions that its newest
     write (at `version`, with `metadata`) recorded, so an input row added after them (ingest
     keeps doc_ids unique) has no result yet and needs no lookup.
@@ -112,7 +115,7 @@ def covered(lake: Lake, table: str, version: int, metadata: dict) -> bool:
     bound = metadata.get("inputs", {})
     if metadata.get("inputs_exact") is not True or metadata.get("scope") is not None:
         return False
-    for _, earlier in lake.commit_metadata(table, with_versions=True):
+    for _, earlier in history:
         if "settings" not in earlier:
             continue
         if earlier.get("inputs_exact") is not True:
@@ -158,7 +161,8 @@ def plan_output(
         return plan(False, "full mode: recomputing every document")
     if read_version < 0:
         return plan(False, f"incremental mode: no `{table}` table yet, computing every document")
-    found = stored_commit(lake, table, scope)
+    history = lake.commit_metadata(table, with_versions=True)
+    found = stored_commit(lake, table, scope, history)
     stored = found[1] if found else None
     where = f"`{table}`" + (f" for {scope}" if scope else "")
     if stored is None:
@@ -177,7 +181,8 @@ def plan_output(
         return plan(False, f"incremental mode: inputs {rewritten} were rewritten (not only "
                     f"appended to) since {where} was computed: full recompute")
     return plan(True, f"incremental mode: appending results for documents new since {where} "
-                f"version {read_version}", stored.get("inputs", {}), covered(lake, table, *found))
+                f"version {read_version}", stored.get("inputs", {}),
+                covered(lake, table, history, *found))
 
 
 def rows_added(lake: Lake, table: str, since: int, upto: int | None = None) -> DataFrame | None:
